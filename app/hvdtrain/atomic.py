@@ -1,0 +1,65 @@
+"""Write files so that a reader sees the old version or the complete new one, never a part.
+
+Everything hvdtrain writes that another step trusts (shards, manifest, checkpoints, reports) goes
+through here: write to a temporary name in the same directory, fsync, rename.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+TMP_PREFIX = ".tmp-"
+
+
+@contextmanager
+def atomic_path(final: str | os.PathLike):
+    """Yield a temporary path beside ``final``; rename it over ``final`` only if the block succeeds."""
+    final = Path(final)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + final.name + ".", dir=final.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        fsync_file(tmp)
+        os.replace(tmp, final)
+        fsync_dir(final.parent)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_bytes(final: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(final) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_json(final: str | os.PathLike, obj) -> None:
+    write_bytes(final, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def fsync_file(path: str | os.PathLike) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    try:
+        fsync_file(path)
+    except OSError:  # some filesystems refuse fsync on directories; the rename is still atomic
+        pass
+
+
+def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
+    """Delete leftovers of interrupted writes (files named by ``atomic_path``)."""
+    removed = []
+    for p in Path(directory).glob(TMP_PREFIX + "*"):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed

@@ -1,0 +1,212 @@
+"""The ``hvdtrain`` command: parse flags, call one library function, turn known errors into a
+clear message and a non-zero exit. Both ``--kebab-case`` and the seed's ``--snake_case``
+spellings are accepted. Nothing here imports TensorFlow (threads must be set first)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import __version__
+from .config import ConfigError, ModelFlags, ThreadFlags, TrainConfig
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Train image classifiers to SOTA accuracy in the shortest time on Xeon "
+                       "clusters: TensorFlow + Horovod over MPI. Run under `mpirun -np N` to "
+                       "distribute train, eval and prep.")
+
+
+def _fail(msg: str, code: int = 1):
+    typer.echo(f"hvdtrain: error: {msg}", err=True)
+    raise typer.Exit(code)
+
+
+def _known_errors() -> tuple:
+    from .checkpoint import CheckpointError
+    from .manifest import DataError
+    from .prep import PrepError
+    from .train import TrainingError
+    return (ConfigError, DataError, PrepError, CheckpointError, TrainingError)
+
+
+def _call(fn, *args, **kw):
+    try:
+        return fn(*args, **kw)
+    except _known_errors() as exc:
+        _fail(str(exc))
+
+
+# ---------------------------------------------------------------- shared option declarations
+def _threads(intra, inter, blocktime, affinity) -> ThreadFlags:
+    return ThreadFlags(intra, inter, blocktime, affinity)
+
+
+IntraOpt = typer.Option(None, "--num-intra-threads", "--num_intra_threads",
+                        help="Intra-op threads per rank (seed: 22). Default: this rank's cores.")
+InterOpt = typer.Option(None, "--num-inter-threads", "--num_inter_threads",
+                        help="Inter-op threads per rank (seed: 2). Default: 2 on >=8 cores, else 1.")
+BlocktimeOpt = typer.Option(None, "--kmp-blocktime", "--kmp_blocktime",
+                            help="KMP_BLOCKTIME in ms (seed: 1). Default: $KMP_BLOCKTIME or 1.")
+AffinityOpt = typer.Option(None, "--kmp-affinity", "--kmp_affinity",
+                           help="KMP_AFFINITY. Default: $KMP_AFFINITY or granularity=fine,compact,1,0.")
+DataDirOpt = typer.Option(..., "--data-dir", "--data_dir",
+                          help="Output of `hvdtrain prep` (TFRecord shards + manifest.json).")
+ModelDirOpt = typer.Option(..., "--model-dir", "--model_dir",
+                           help="Checkpoints, TensorBoard logs and reports (written by rank 0).")
+
+
+# ------------------------------------------------------------------------------- commands
+@app.command("demo-data")
+def demo_data(out: Path = typer.Argument(..., help="Folder to write the raw tree into."),
+              image_size: int = typer.Option(32, "--image-size", "--image_size",
+                                             help="Side of the written JPEGs in pixels."),
+              validation_fraction: float = typer.Option(0.2, help="Share held out per class."),
+              seed: int = typer.Option(0, help="Seed of the train/validation split.")):
+    """Write scikit-learn's 1,797 real handwritten digits as an ImageNet-style raw tree
+    (OUT/train/<wnid>/*.JPEG, OUT/validation/*.JPEG, OUT/validation_labels.txt)."""
+    from .demo_data import write_demo_data
+
+    try:
+        counts = write_demo_data(out, image_size, validation_fraction, seed)
+    except ValueError as exc:
+        _fail(str(exc))
+    typer.echo(f"demo-data: {counts['train']} train + {counts['validation']} validation images, "
+               f"{counts['classes']} classes, {image_size}px, in {out}")
+
+
+@app.command()
+def prep(raw_data_dir: Path = typer.Option(..., "--raw-data-dir", "--raw_data_dir",
+                                           help="Raw tree: train/<wnid>/* and validation/*."),
+         output_dir: Path = typer.Option(..., "--output-dir", "--local-scratch-dir",
+                                         "--local_scratch_dir", help="Where shards and manifest go."),
+         validation_labels: Optional[Path] = typer.Option(
+             None, "--validation-labels", "--validation_labels",
+             help="One wnid per line, aligned with sorted validation/* "
+                  "(default RAW/validation_labels.txt; not needed with validation/<wnid>/)."),
+         train_shards: int = typer.Option(1024, "--train-shards", "--train_shards",
+                                          help="Number of training shards."),
+         validation_shards: int = typer.Option(128, "--validation-shards", "--validation_shards",
+                                               help="Number of validation shards."),
+         seed: int = typer.Option(0, help="Seed of the training-list shuffle (mixes classes)."),
+         workers: Optional[int] = typer.Option(None, help="Processes per rank. Default: this rank's cores."),
+         skip_bad: bool = typer.Option(False, "--skip-bad", "--skip_bad",
+                                       help="Skip unreadable images and list them in OUT/skipped.txt."),
+         progress: bool = typer.Option(True, help="Show progress.")):
+    """Convert a raw ImageNet-style tree into class-shuffled TFRecord shards (tensorflow/tpu
+    format) plus manifest.json. Under `mpirun -np N` each rank writes a disjoint set of shards."""
+    from .prep import PrepConfig, run_prep
+
+    if workers is not None and workers < 1:
+        _fail(f"--workers {workers} must be at least 1")
+    _call(run_prep, PrepConfig(raw_data_dir, output_dir, validation_labels, train_shards,
+                               validation_shards, seed, workers, skip_bad, progress))
+
+
+@app.command()
+def verify(data_dir: Path = typer.Argument(..., help="Output of `hvdtrain prep`.")):
+    """Re-read every shard and check counts, sha256, keys and labels against manifest.json.
+    Exits 0 only when everything agrees."""
+    from .verify import verify_dataset
+
+    problems = _call(verify_dataset, data_dir)
+    for p in problems:
+        typer.echo(f"verify: {p}", err=True)
+    if problems:
+        raise typer.Exit(1)
+
+
+@app.command()
+def train(
+    data_dir: Path = DataDirOpt, model_dir: Path = ModelDirOpt,
+    model: str = typer.Option("resnet50", help="resnet18|resnet34|resnet50|resnet101|resnet152."),
+    image_size: int = typer.Option(224, "--image-size", "--image_size", help="Input side in pixels."),
+    train_batch_size: int = typer.Option(256, "--train-batch-size", "--train_batch_size",
+                                         help="GLOBAL batch, split evenly over the ranks (seed: 24576)."),
+    train_steps: Optional[int] = typer.Option(None, "--train-steps", "--train_steps",
+                                              help="Total steps (seed: 4680). Default: train-epochs x steps/epoch."),
+    train_epochs: Optional[float] = typer.Option(None, "--train-epochs", "--train_epochs",
+                                                 help="Alternative to --train-steps (default 90)."),
+    warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps", "--warmup_steps",
+                                               help="Linear warm-up steps. Default: 5 epochs."),
+    warmup_epochs: float = typer.Option(5.0, "--warmup-epochs", help="Warm-up length in epochs."),
+    base_lr: float = typer.Option(0.1, "--base-lr", "--base_lr", help="LR at step 0 (seed: 0.1)."),
+    peak_lr: Optional[float] = typer.Option(None, "--peak-lr", "--peak_lr",
+                                            help="LR after warm-up. Default: base x batch/256 / 2."),
+    bn_decay: float = typer.Option(0.95, "--bn-decay", help="BatchNorm moving-average decay."),
+    weight_decay: float = typer.Option(5e-5, "--weight-decay", help="L2 on conv/dense kernels."),
+    precision: str = typer.Option("fp32", help="fp32 | bf16 (mixed, AMX) | bf32 (oneDNN bf16 math)."),
+    checkpoint_every_steps: int = typer.Option(1000, "--checkpoint-every-steps",
+                                               help="Rank 0 saves a checkpoint this often (and at the end)."),
+    log_every_steps: int = typer.Option(50, "--log-every-steps", help="Log line cadence."),
+    eval_at_end: bool = typer.Option(False, "--eval-at-end", help="Score the validation set at the end."),
+    eval_every_epochs: Optional[float] = typer.Option(None, "--eval-every-epochs",
+                                                      help="Also score every K epochs (off, as in the seed)."),
+    eval_batch_size: int = typer.Option(200, "--eval-batch-size", "--eval_batch_size",
+                                        help="Per-rank batch for evaluation."),
+    min_crop_area: float = typer.Option(0.08, "--min-crop-area",
+                                        help="Smallest random crop, as a share of the image."),
+    random_flip: bool = typer.Option(True, "--random-flip/--no-random-flip",
+                                     help="Random left-right flips in training."),
+    seed: int = typer.Option(0, help="Input shuffle seed."),
+    num_intra_threads: Optional[int] = IntraOpt, num_inter_threads: Optional[int] = InterOpt,
+    kmp_blocktime: Optional[int] = BlocktimeOpt, kmp_affinity: Optional[str] = AffinityOpt,
+    use_tpu: str = typer.Option("False", "--use-tpu", "--use_tpu",
+                                help="Accepted for the seed's command line; only False works."),
+):
+    """Horovod data-parallel training with the seed's recipe. Launch with
+    `mpirun -np N hvdtrain train ...` (or alone for one process)."""
+    if use_tpu.strip().lower() not in ("false", "0", "no"):
+        _fail(f"--use_tpu={use_tpu}: hvdtrain trains on CPUs; pass --use_tpu=False or leave it out")
+    from .train import run_training
+
+    cfg = TrainConfig(
+        data_dir, model_dir, ModelFlags(model, image_size, bn_decay, weight_decay, precision),
+        _threads(num_intra_threads, num_inter_threads, kmp_blocktime, kmp_affinity),
+        train_batch_size, train_steps, train_epochs, warmup_epochs, warmup_steps, base_lr, peak_lr,
+        0.9, checkpoint_every_steps, log_every_steps, eval_at_end, eval_every_epochs,
+        eval_batch_size, min_crop_area, random_flip, seed)
+    _call(run_training, cfg)
+
+
+@app.command("eval")
+def eval_cmd(
+    data_dir: Path = DataDirOpt, model_dir: Path = ModelDirOpt,
+    checkpoint: Optional[Path] = typer.Option(None, help="A checkpoint directory (default: newest valid)."),
+    eval_batch_size: int = typer.Option(200, "--eval-batch-size", "--eval_batch_size",
+                                        help="Per-rank batch (seed: 200)."),
+    precision: Optional[str] = typer.Option(None, help="Override the checkpoint's precision."),
+    num_intra_threads: Optional[int] = IntraOpt, num_inter_threads: Optional[int] = InterOpt,
+    kmp_blocktime: Optional[int] = BlocktimeOpt, kmp_affinity: Optional[str] = AffinityOpt,
+    use_tpu: str = typer.Option("False", "--use-tpu", "--use_tpu", help="Accepted; only False works."),
+):
+    """Top-1/Top-5 over every validation image exactly once (1 process or under mpirun);
+    writes MODEL_DIR/eval_results.json."""
+    if use_tpu.strip().lower() not in ("false", "0", "no"):
+        _fail(f"--use_tpu={use_tpu}: hvdtrain evaluates on CPUs; pass --use_tpu=False")
+    from .evaluate import run_eval
+
+    try:
+        _call(run_eval, data_dir, model_dir, checkpoint, eval_batch_size,
+              _threads(num_intra_threads, num_inter_threads, kmp_blocktime, kmp_affinity), precision)
+    except ValueError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def version():
+    """Print the hvdtrain version."""
+    typer.echo(__version__)
+
+
+def main():
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's INFO lines hide ours
+    app(prog_name="hvdtrain")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

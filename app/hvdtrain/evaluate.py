@@ -1,0 +1,101 @@
+"""Top-1/Top-5 over every validation image exactly once, on 1..N ranks.
+
+Each rank scores a disjoint part (``input_pipeline.eval_dataset``), padded to a common step count
+with masked blanks so no rank waits on an allreduce the others never reach; the four sums
+(top-1 hits, top-5 hits, loss, images) are allreduced at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from . import atomic, checkpoint, manifest
+from .config import ModelFlags, ThreadFlags
+
+RESULTS = "eval_results.json"
+
+
+def score(rt, net, data_dir, man: dict, batch: int, image_size: int) -> dict:
+    """Run the network over the validation split; every rank returns the same totals."""
+    tf, hvd = rt.tf, rt.hvd
+    from . import input_pipeline
+
+    ds, steps = input_pipeline.eval_dataset(data_dir, man, rt.rank, rt.size, batch, image_size)
+    k5 = min(5, int(man["num_classes"]))
+
+    @tf.function
+    def eval_step(images, labels, mask):
+        logits = tf.cast(net(images, training=False), tf.float32)
+        xent = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        top1 = tf.cast(tf.math.in_top_k(labels, logits, 1), tf.float32)
+        top5 = tf.cast(tf.math.in_top_k(labels, logits, k5), tf.float32)
+        return tf.stack([tf.reduce_sum(top1 * mask), tf.reduce_sum(top5 * mask),
+                         tf.reduce_sum(xent * mask), tf.reduce_sum(mask)])
+
+    totals = tf.zeros([4])
+    marks = {max(1, round(steps * i / 10)) for i in range(1, 11)}
+    start = time.perf_counter()
+    for i, (images, labels, mask) in enumerate(ds, start=1):
+        totals += eval_step(images, labels, mask)
+        if i in marks:
+            rt.log(f"Evaluation [{i}/{steps}]")
+    totals = hvd.allreduce(totals, op=hvd.Sum, name="eval_totals").numpy()
+    secs = time.perf_counter() - start
+    n = int(round(totals[3]))
+    expected = int(man["validation"]["num_images"])
+    if n != expected:  # a broken exactly-once guarantee must never pass silently
+        raise RuntimeError(f"evaluation scored {n} images but the manifest lists {expected}")
+    return {"top1": float(totals[0] / n), "top5": float(totals[1] / n), "loss": float(totals[2] / n),
+            "num_images": n, "seconds": round(secs, 3), "images_per_second": round(n / secs, 2)}
+
+
+def seed_line(res: dict) -> str:
+    """The seed's closing line, e.g. ``Top-1 accuracy = 0.75232, Top-5 accuracy = 0.9241, ...``."""
+    return (f"Top-1 accuracy = {res['top1']:.5g}, Top-5 accuracy = {res['top5']:.5g}, "
+            f"loss = {res['loss']:.5g}, global_step = {res['global_step']}")
+
+
+def write_results(model_dir, res: dict) -> Path:
+    path = Path(model_dir) / RESULTS
+    atomic.write_json(path, res)
+    return path
+
+
+def run_eval(data_dir: Path, model_dir: Path, checkpoint_path: Path | None = None,
+             eval_batch_size: int = 200, threads: ThreadFlags | None = None,
+             precision: str | None = None) -> dict:
+    """``hvdtrain eval``: restore a checkpoint, score every validation image, write results."""
+    if eval_batch_size < 1:
+        raise ValueError(f"--eval-batch-size {eval_batch_size} must be positive")
+    man = manifest.load(data_dir)
+    ckpt_dir, meta = checkpoint.resolve(checkpoint_path or model_dir)
+    net_flags = ModelFlags(**meta["model"])
+    if precision:
+        net_flags.precision = precision
+    from . import runtime
+
+    rt = runtime.start(threads or ThreadFlags(), net_flags.precision)
+    if int(meta["num_classes"]) != int(man["num_classes"]):
+        raise manifest.DataError(f"checkpoint {ckpt_dir} has {meta['num_classes']} classes but "
+                                 f"{data_dir} has {man['num_classes']}")
+    from .model import build_resnet
+
+    net = build_resnet(net_flags.model, int(man["num_classes"]), net_flags.image_size,
+                       net_flags.bn_decay)
+    rt.tf.train.Checkpoint(model=net).read(checkpoint.tf_prefix(ckpt_dir)).expect_partial()
+    rt.log(f"eval: {ckpt_dir} (step {meta['step']}, {net_flags.model} @ {net_flags.image_size}px, "
+           f"{net_flags.precision}) on {man['validation']['num_images']} images, "
+           f"{rt.size} rank(s), batch {eval_batch_size}/rank")
+    res = score(rt, net, data_dir, man, eval_batch_size, net_flags.image_size)
+    res["global_step"] = int(meta["step"])
+    res["checkpoint"] = str(ckpt_dir)
+    if rt.rank == 0:
+        write_results(model_dir, res)
+        rt.log(seed_line(res))
+    return res
+
+
+def load_results(model_dir) -> dict:
+    return json.loads((Path(model_dir) / RESULTS).read_text())

@@ -1,0 +1,148 @@
+"""tf.data input: shard by rank, parse (via ``records``), tensorflow/tpu preprocessing, batch.
+
+Train: random-resized crop done inside the JPEG decoder (``decode_and_crop_jpeg`` decodes only the
+crop), resize, random flip, normalise. Eval: centre crop of image_size/(image_size+32) of the
+shorter side. Each rank reads a disjoint set of shard files when there are at least as many files
+as ranks, else a disjoint record-level shard. Training repeats forever; the plan fixes the step
+count so every rank runs the same number of steps whatever the shard sizes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import tensorflow as tf
+
+from . import manifest, records
+
+MEAN_RGB = [0.485 * 255, 0.456 * 255, 0.406 * 255]
+STDDEV_RGB = [0.229 * 255, 0.224 * 255, 0.225 * 255]
+CROP_PADDING = 32
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def _normalise(image):
+    image = tf.cast(image, tf.float32)
+    return (image - MEAN_RGB) / STDDEV_RGB
+
+
+def _resize(image, size: int):
+    return tf.image.resize(image, [size, size], method=tf.image.ResizeMethod.BICUBIC)
+
+
+def train_preprocess(encoded, image_size: int, min_area: float = 0.08, flip: bool = True):
+    shape = tf.image.extract_jpeg_shape(encoded)
+    begin, crop_size, _ = tf.image.sample_distorted_bounding_box(
+        shape, bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4]),
+        min_object_covered=0.1, aspect_ratio_range=(3 / 4, 4 / 3), area_range=(min_area, 1.0),
+        max_attempts=10, use_image_if_no_bounding_boxes=True)
+    # After 10 failed attempts the sampler returns the whole image: use the eval crop instead.
+    failed = tf.reduce_all(tf.equal(crop_size[:2], shape[:2]))
+    window = tf.stack([begin[0], begin[1], crop_size[0], crop_size[1]])
+    image = tf.cond(failed,
+                    lambda: _center_crop_decode(encoded, shape, image_size),
+                    lambda: tf.image.decode_and_crop_jpeg(encoded, window, channels=3))
+    image = _resize(image, image_size)
+    if flip:
+        image = tf.image.random_flip_left_right(image)
+    return _normalise(image)
+
+
+def _center_crop_decode(encoded, shape, image_size: int):
+    h, w = shape[0], shape[1]
+    crop = tf.cast(image_size / (image_size + CROP_PADDING)
+                   * tf.cast(tf.minimum(h, w), tf.float32), tf.int32)
+    window = tf.stack([(h - crop + 1) // 2, (w - crop + 1) // 2, crop, crop])
+    return tf.image.decode_and_crop_jpeg(encoded, window, channels=3)
+
+
+def eval_preprocess(encoded, image_size: int):
+    image = _center_crop_decode(encoded, tf.image.extract_jpeg_shape(encoded), image_size)
+    return _normalise(_resize(image, image_size))
+
+
+def _files(data_dir, man: dict, split: str) -> list[str]:
+    return [str(p) for p in manifest.shard_paths(data_dir, man, split)]
+
+
+def rank_files(files: list[str], rank: int, size: int) -> list[str] | None:
+    """This rank's files for a file-level shard, or None when a record-level shard is needed."""
+    return files[rank::size] if len(files) >= size else None
+
+
+def train_dataset(data_dir, man: dict, rank: int, size: int, batch: int, image_size: int,
+                  seed: int = 0, min_area: float = 0.08, flip: bool = True,
+                  threads: int | None = None) -> tf.data.Dataset:
+    files = _files(data_dir, man, records.TRAIN)
+    mine = rank_files(files, rank, size)
+    if mine is not None:
+        ds = tf.data.Dataset.from_tensor_slices(mine).shuffle(len(mine), seed=seed + rank).repeat()
+        ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(8, len(mine)),
+                           num_parallel_calls=AUTOTUNE, deterministic=False)
+    else:
+        ds = tf.data.TFRecordDataset(files).shard(size, rank).repeat()
+    offset = int(man["label_offset"])
+    ds = ds.shuffle(max(1024, 4 * batch), seed=seed + rank)
+
+    def parse(serialized):
+        encoded, label = records.parse_for_training(serialized, offset)
+        return train_preprocess(encoded, image_size, min_area, flip), label
+
+    ds = ds.map(parse, num_parallel_calls=AUTOTUNE).batch(batch, drop_remainder=True)
+    return _with_options(ds.prefetch(AUTOTUNE), threads)
+
+
+def eval_counts(man: dict, rank: int, size: int) -> list[int]:
+    """Images each rank scores (from the manifest: every rank knows every count, no messages)."""
+    counts = manifest.shard_counts(man, records.VALIDATION)
+    if len(counts) >= size:
+        return [sum(counts[r::size]) for r in range(size)]
+    total = sum(counts)
+    return [len(range(r, total, size)) for r in range(size)]
+
+
+def eval_dataset(data_dir, man: dict, rank: int, size: int, batch: int, image_size: int,
+                 threads: int | None = None) -> tuple[tf.data.Dataset, int]:
+    """(images, labels, mask) batches; padded so every rank runs the same number of steps.
+
+    Every validation image is scored exactly once over all ranks; padding has mask 0.
+    """
+    files = _files(data_dir, man, records.VALIDATION)
+    mine = rank_files(files, rank, size)
+    ds = (tf.data.TFRecordDataset(mine) if mine is not None
+          else tf.data.TFRecordDataset(files).shard(size, rank))
+    counts = eval_counts(man, rank, size)
+    steps = -(-max(counts) // batch)
+    offset = int(man["label_offset"])
+
+    def parse(serialized):
+        encoded, label = records.parse_for_training(serialized, offset)
+        return eval_preprocess(encoded, image_size), label, tf.constant(1.0)
+
+    ds = ds.map(parse, num_parallel_calls=AUTOTUNE)
+    pad = steps * batch - counts[rank]
+    if pad:
+        blank = (tf.zeros([image_size, image_size, 3]), tf.constant(0, tf.int32), tf.constant(0.0))
+        ds = ds.concatenate(tf.data.Dataset.from_tensors(blank).repeat(pad))
+    ds = ds.batch(batch, drop_remainder=True).prefetch(AUTOTUNE)
+    return _with_options(ds, threads), steps
+
+
+def synthetic_dataset(batch: int, image_size: int, num_classes: int) -> tf.data.Dataset:
+    """One random batch repeated forever (for `bench --input synthetic`)."""
+    images = tf.random.stateless_uniform([batch, image_size, image_size, 3], seed=(1, 2),
+                                         minval=-2.0, maxval=2.0)
+    labels = tf.random.stateless_uniform([batch], seed=(3, 4), maxval=num_classes, dtype=tf.int32)
+    return tf.data.Dataset.from_tensors((images, labels)).repeat()
+
+
+def _with_options(ds: tf.data.Dataset, threads: int | None) -> tf.data.Dataset:
+    if threads:
+        opts = tf.data.Options()
+        opts.threading.private_threadpool_size = threads
+        ds = ds.with_options(opts)
+    return ds
+
+
+def dataset_dir_ok(data_dir) -> Path:
+    return Path(data_dir)

@@ -1,0 +1,329 @@
+"""``hvdtrain prep``: a raw ImageNet-style tree -> class-shuffled TFRecord shards + manifest.
+
+Reads top to bottom: scan the tree and assign labels (sorted wnids -> 1..N), shuffle the training
+list with a fixed seed (the seed document: unshuffled classes cost 2-3% top-1), cut both lists
+into balanced shards, convert shards in parallel (a process pool per rank; MPI ranks take
+disjoint shards), each shard written under a temporary name and renamed when complete, then rank 0
+writes the manifest. Shards already complete from an earlier run (same inputs, same sha256) are
+skipped, so an interrupted prep resumes. The output is the same whatever the worker/rank count.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import random
+import time
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import atomic, manifest, records, topology
+from .images import BadImage, normalise
+from .progress import Progress
+
+STATE_DIR = ".prep-state"  # per-shard completion notes, removed once the manifest is written
+FORMAT_VERSION = 1  # bump when the bytes prep writes for the same input change
+
+
+class PrepError(RuntimeError):
+    """Bad input or unwritable output; the message names the file or flag."""
+
+
+@dataclass(frozen=True)
+class Item:
+    path: str  # relative to the raw data dir
+    synset: str
+    label: int  # 1..N
+
+
+@dataclass
+class PrepConfig:
+    raw_data_dir: Path
+    output_dir: Path
+    validation_labels: Path | None = None
+    train_shards: int = 1024
+    validation_shards: int = 128
+    seed: int = 0
+    workers: int | None = None  # per rank; None = this rank's share of the cores
+    skip_bad: bool = False
+    progress: bool = True
+
+
+@dataclass
+class ShardResult:
+    name: str
+    num_records: int
+    sha256: str
+    inputs: str  # digest of the shard's planned input list
+    skipped: list = field(default_factory=list)  # [{"file", "reason"}]
+    reencoded: int = 0
+
+
+# --------------------------------------------------------------------------------------- scan
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def scan(raw: Path, validation_labels: Path | None) -> tuple[list[str], list[Item], list[Item]]:
+    """Find classes and images; labels are 1..N in sorted-wnid order (tensorflow/tpu's rule)."""
+    train_dir = raw / "train"
+    if not raw.is_dir():
+        raise PrepError(f"--raw-data-dir {raw} does not exist")
+    if not train_dir.is_dir():
+        raise PrepError(f"{train_dir} not found: --raw-data-dir must hold train/<wnid>/*")
+    classes = sorted(p.name for p in train_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise PrepError(f"{train_dir} has no class folders (expected train/<wnid>/*)")
+    label_of = {wnid: k + 1 for k, wnid in enumerate(classes)}
+    train = []
+    for wnid in classes:
+        files = _image_files(train_dir / wnid)
+        if not files:
+            raise PrepError(f"class folder {train_dir / wnid} is empty")
+        train += [Item(str(f.relative_to(raw)), wnid, label_of[wnid]) for f in files]
+
+    val_dir = raw / "validation"
+    if not val_dir.is_dir():
+        raise PrepError(f"{val_dir} not found: --raw-data-dir must hold validation/")
+    subdirs = sorted(p for p in val_dir.iterdir() if p.is_dir())
+    validation = []
+    if subdirs:  # validation/<wnid>/*
+        for d in subdirs:
+            if d.name not in label_of:
+                raise PrepError(f"validation class folder {d} is not a training class")
+            validation += [Item(str(f.relative_to(raw)), d.name, label_of[d.name])
+                           for f in _image_files(d)]
+        validation.sort(key=lambda it: Path(it.path).name)
+    else:  # validation/* + one wnid per line, aligned with the sorted file names
+        files = _image_files(val_dir)
+        labels_file = validation_labels or raw / "validation_labels.txt"
+        if not labels_file.is_file():
+            raise PrepError(f"validation labels file {labels_file} not found "
+                            f"(--validation-labels, or validation/<wnid>/ folders)")
+        wnids = [ln.strip() for ln in labels_file.read_text().splitlines() if ln.strip()]
+        if len(wnids) != len(files):
+            raise PrepError(f"{labels_file} has {len(wnids)} labels but {val_dir} has "
+                            f"{len(files)} images; they must match line for file")
+        for lineno, (f, wnid) in enumerate(zip(files, wnids), start=1):
+            if wnid not in label_of:
+                raise PrepError(f"{labels_file}:{lineno}: '{wnid}' is not a training class")
+            validation.append(Item(str(f.relative_to(raw)), wnid, label_of[wnid]))
+    if not validation:
+        raise PrepError(f"{val_dir} holds no images")
+    return classes, train, validation
+
+
+# ------------------------------------------------------------------------------------ shards
+def shuffled(items: list[Item], seed: int) -> list[Item]:
+    out = list(items)
+    random.Random(seed).shuffle(out)
+    return out
+
+
+def split_balanced(items: list, num_shards: int) -> list[list]:
+    """Contiguous shards whose sizes differ by at most one (no empty trailing shards)."""
+    base, extra = divmod(len(items), num_shards)
+    out, start = [], 0
+    for i in range(num_shards):
+        size = base + (1 if i < extra else 0)
+        out.append(items[start:start + size])
+        start += size
+    return out
+
+
+def inputs_digest(items: list[Item], skip_bad: bool) -> str:
+    h = hashlib.sha256(json.dumps([FORMAT_VERSION, skip_bad, [asdict(i) for i in items]]).encode())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    raw: str
+    out: str
+    name: str
+    items: tuple
+    skip_bad: bool
+
+    @property
+    def digest(self) -> str:
+        return inputs_digest(list(self.items), self.skip_bad)
+
+
+def write_shard(job: ShardJob) -> ShardResult:
+    """Convert one shard; the file appears under its final name only when complete."""
+    import tensorflow as tf  # in the worker process: the parent never loads TF for prep
+
+    raw, final = Path(job.raw), Path(job.out) / job.name
+    skipped, reencoded, count = [], 0, 0
+    with atomic.atomic_path(final) as tmp:
+        with tf.io.TFRecordWriter(str(tmp)) as writer:
+            for item in job.items:
+                src = raw / item.path
+                try:
+                    img = normalise(src.read_bytes(), str(src))
+                except (BadImage, OSError) as exc:
+                    if not job.skip_bad:
+                        raise PrepError(f"bad image {src}: {exc} (use --skip-bad to skip such files)") from None
+                    skipped.append({"file": item.path, "reason": str(exc)})
+                    continue
+                reencoded += bool(img.reencoded)
+                writer.write(records.encode(records.ImageRecord(
+                    img.jpeg, item.label, item.synset, img.height, img.width, Path(item.path).name)))
+                count += 1
+    result = ShardResult(job.name, count, manifest.sha256_of(final), job.digest, skipped, reencoded)
+    atomic.write_json(Path(job.out) / STATE_DIR / (job.name + ".json"), asdict(result))
+    return result
+
+
+def _already_done(job: ShardJob, known: dict[str, dict]) -> ShardResult | None:
+    """A shard from an earlier run counts only if its inputs and its bytes are unchanged."""
+    note = known.get(job.name)
+    path = Path(job.out) / job.name
+    if not note or note.get("inputs") != job.digest or not path.is_file():
+        return None
+    if manifest.sha256_of(path) != note["sha256"]:
+        return None
+    return ShardResult(**{k: note[k] for k in ShardResult.__dataclass_fields__ if k in note})
+
+
+def _known_shards(out: Path) -> dict[str, dict]:
+    known = {}
+    try:
+        old = json.loads((out / manifest.MANIFEST).read_text())
+        for split in records.SPLITS:
+            for s in old.get(split, {}).get("shards", []):
+                known[s["name"]] = s
+    except (OSError, ValueError):
+        pass
+    for note in (out / STATE_DIR).glob("*.json") if (out / STATE_DIR).is_dir() else []:
+        try:
+            known[note.stem] = json.loads(note.read_text())
+        except ValueError:
+            pass
+    return known
+
+
+# ----------------------------------------------------------------------------------- driver
+class _Comm:
+    """mpi4py when launched under mpirun, a no-op stand-in for one process."""
+
+    def __init__(self):
+        self.comm = None
+        if topology.launched_by_mpi() and topology.world_size() > 1:
+            from mpi4py import MPI
+            self.comm = MPI.COMM_WORLD
+        self.rank = self.comm.Get_rank() if self.comm else 0
+        self.size = self.comm.Get_size() if self.comm else 1
+
+    def allgather(self, obj):
+        return self.comm.allgather(obj) if self.comm else [obj]
+
+    def barrier(self):
+        if self.comm:
+            self.comm.Barrier()
+
+
+def _run_jobs(jobs: list[ShardJob], workers: int, progress: Progress) -> list[ShardResult]:
+    if workers <= 1 or len(jobs) <= 1:
+        results = []
+        for job in jobs:
+            results.append(write_shard(job))
+            progress.advance(len(job.items))
+        return results
+    # spawn: workers import TensorFlow themselves; forking an MPI process is unsafe.
+    ctx = mp.get_context("spawn")
+    results: dict[str, ShardResult] = {}
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        pending = {pool.submit(write_shard, job): job for job in jobs}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_EXCEPTION)
+            for fut in done:
+                job = pending.pop(fut)
+                if fut.exception() is not None:
+                    for f in pending:
+                        f.cancel()
+                    raise fut.exception()
+                results[job.name] = fut.result()
+                progress.advance(len(job.items))
+    return [results[j.name] for j in jobs]
+
+
+def run_prep(cfg: PrepConfig, log=print) -> dict:
+    """Run prep for this rank (all of it when not under mpirun); returns the manifest."""
+    start = time.perf_counter()
+    comm = _Comm()
+    raw, out = Path(cfg.raw_data_dir).resolve(), Path(cfg.output_dir).resolve()
+    classes, train, validation = scan(raw, cfg.validation_labels)
+    for flag, n, items in (("--train-shards", cfg.train_shards, train),
+                           ("--validation-shards", cfg.validation_shards, validation)):
+        if n < 1 or n > len(items):
+            raise PrepError(f"{flag} {n} must be between 1 and the number of images ({len(items)})")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / STATE_DIR).mkdir(exist_ok=True)
+        probe = out / f".write-test-{comm.rank}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise PrepError(f"output dir {out} is not writable: {exc}") from None
+    if comm.rank == 0:
+        atomic.remove_stale_temporaries(out)  # leftovers of an interrupted run
+    comm.barrier()
+
+    plan = {records.TRAIN: split_balanced(shuffled(train, cfg.seed), cfg.train_shards),
+            records.VALIDATION: split_balanced(validation, cfg.validation_shards)}
+    jobs = [ShardJob(str(raw), str(out), records.shard_name(split, i, len(shards)), tuple(items),
+                     cfg.skip_bad)
+            for split, shards in plan.items() for i, items in enumerate(shards)]
+    mine = jobs[comm.rank::comm.size]
+    known = _known_shards(out)
+    done_before = {j.name: r for j in mine if (r := _already_done(j, known))}
+    todo = [j for j in mine if j.name not in done_before]
+    workers = cfg.workers or topology.cores_per_rank()
+    if comm.rank == 0:
+        log(f"prep: {len(train)} train + {len(validation)} validation images, {len(classes)} classes "
+            f"-> {cfg.train_shards} + {cfg.validation_shards} shards in {out} "
+            f"({comm.size} rank(s) x {workers} worker(s); {len(done_before)} shard(s) already complete)")
+    progress = Progress(sum(len(j.items) for j in todo), "prep", enabled=cfg.progress and comm.rank == 0)
+    error = None
+    try:
+        results = list(done_before.values()) + _run_jobs(todo, workers, progress)
+    except Exception as exc:  # gather below so that no rank waits forever for a failed one
+        error, results = f"rank {comm.rank}: {exc}", []
+    progress.close()
+    gathered = comm.allgather((error, results, sum(len(j.items) for j in todo)))
+    errors = [e for e, _, _ in gathered if e]
+    if errors:
+        raise PrepError("; ".join(errors))
+    by_name = {r.name: r for _, rs, _ in gathered for r in rs}
+    converted = sum(n for _, _, n in gathered)
+
+    man = {"num_classes": len(classes), "label_offset": records.LABEL_OFFSET,
+           "labels": {wnid: k + 1 for k, wnid in enumerate(classes)}, "seed": cfg.seed}
+    skipped = []
+    for split, shards in plan.items():
+        rs = [by_name[records.shard_name(split, i, len(shards))] for i in range(len(shards))]
+        man[split] = {"num_images": sum(r.num_records for r in rs), "num_shards": len(rs),
+                      "shards": [{"name": r.name, "num_records": r.num_records, "sha256": r.sha256,
+                                  "inputs": r.inputs, "reencoded": r.reencoded} for r in rs]}
+        skipped += [s for r in rs for s in r.skipped]
+    man["skipped"] = skipped
+    if comm.rank == 0:
+        if skipped:
+            atomic.write_bytes(out / manifest.SKIPPED,
+                               "".join(f"{s['file']}\t{s['reason']}\n" for s in skipped).encode())
+        manifest.save(out, man)
+        for note in (out / STATE_DIR).glob("*.json"):
+            note.unlink(missing_ok=True)
+        (out / STATE_DIR).rmdir()
+        secs = time.perf_counter() - start
+        n = man[records.TRAIN]["num_images"] + man[records.VALIDATION]["num_images"]
+        reused = f" ({n - converted} in shards reused from an earlier run)" if converted < n else ""
+        log(f"prep: done: {n} images ({man['train']['num_images']} train, "
+            f"{man['validation']['num_images']} validation) in {len(jobs)} shards{reused}, "
+            f"{secs:.1f} s, {converted / secs:,.0f} images/s"
+            + (f"; skipped {len(skipped)} bad image(s), see {out / manifest.SKIPPED}" if skipped else ""))
+    return man

@@ -1,0 +1,46 @@
+"""Bring up TensorFlow and Horovod for this process, in the only order that works.
+
+Thread settings first (``topology``), then ``import tensorflow``, then pool sizes, then
+``hvd.init()``, then the precision policy. train, eval and bench all start here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from . import topology
+from .config import ThreadFlags
+
+
+@dataclass
+class Runtime:
+    tf: object
+    hvd: object
+    rank: int
+    size: int
+    local_rank: int
+    threads: topology.ThreadSettings
+    precision: str
+
+    def log(self, *args, **kw) -> None:
+        """Print on rank 0 only (every rank computes the same thing)."""
+        if self.rank == 0:
+            print(*args, **kw, flush=True)
+
+
+def start(flags: ThreadFlags, precision: str = "fp32") -> Runtime:
+    settings = topology.decide(flags.num_intra_threads, flags.num_inter_threads,
+                               flags.kmp_blocktime, flags.kmp_affinity)
+    if precision == "bf32":  # float32 model, oneDNN computes convolutions/matmuls in bfloat16
+        os.environ["ONEDNN_DEFAULT_FPMATH_MODE"] = "BF16"
+    topology.apply(settings)
+    import tensorflow as tf
+
+    topology.configure_tensorflow(settings)
+    import horovod.tensorflow as hvd
+
+    hvd.init()
+    if precision == "bf16":  # bfloat16 compute (AMX), float32 master weights and loss
+        tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    return Runtime(tf, hvd, hvd.rank(), hvd.size(), hvd.local_rank(), settings, precision)

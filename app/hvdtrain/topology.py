@@ -1,0 +1,127 @@
+"""Where this process runs and how many threads it may use — decided before TensorFlow loads.
+
+The seed's lesson: with several workers per node, each worker's intra-op pool must be sized to
+its share of the cores (22 intra + 2 inter on a 48-core node with 2 workers), or the workers
+oversubscribe the node. OMP/KMP variables are read once when TensorFlow (oneDNN/OpenMP) loads,
+so ``apply`` must run before the first ``import tensorflow``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+# Launcher variables, first match wins: Open MPI, PMIx, MPICH/Intel MPI (PMI), Slurm.
+_RANK_VARS = ("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID")
+_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS")
+_LOCAL_SIZE_VARS = ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE")
+_LOCAL_RANK_VARS = ("OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID")
+
+
+def _first_int(names, default: int) -> int:
+    for name in names:
+        value = os.environ.get(name, "")
+        if value.strip().isdigit():
+            return int(value)
+    return default
+
+
+def world_rank() -> int:
+    return _first_int(_RANK_VARS, 0)
+
+
+def world_size() -> int:
+    return _first_int(_SIZE_VARS, 1)
+
+
+def local_size() -> int:
+    return max(1, _first_int(_LOCAL_SIZE_VARS, 1))
+
+
+def local_rank() -> int:
+    return _first_int(_LOCAL_RANK_VARS, 0)
+
+
+def launched_by_mpi() -> bool:
+    return any(name in os.environ for name in _RANK_VARS[:3])
+
+
+def node_cores() -> int:
+    """Cores this process may run on (cgroup/affinity aware, unlike ``os.cpu_count``)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
+
+
+def cores_per_rank() -> int:
+    """This rank's share of the cores it can see.
+
+    When the launcher already bound this rank to a subset (``--bind-to socket``), the affinity
+    mask is that subset and is shared by no other local rank only if it is smaller than the
+    node; we cannot tell, so we divide by the local rank count unless the mask is already small.
+    """
+    cores = node_cores()
+    ranks = local_size()
+    total = os.cpu_count() or cores
+    if cores < total:  # bound by the launcher: the mask is this rank's share already
+        return max(1, cores)
+    return max(1, cores // ranks)
+
+
+@dataclass(frozen=True)
+class ThreadSettings:
+    intra_op: int
+    inter_op: int
+    omp_num_threads: int
+    kmp_blocktime: int
+    kmp_affinity: str
+    derived: bool  # True when hvdtrain chose the numbers (printed so a user can see why)
+
+    def describe(self) -> str:
+        src = "derived from the cores of this rank" if self.derived else "as given"
+        return (f"threads: intra_op={self.intra_op} inter_op={self.inter_op} "
+                f"OMP_NUM_THREADS={self.omp_num_threads} KMP_BLOCKTIME={self.kmp_blocktime} "
+                f"KMP_AFFINITY={self.kmp_affinity} ({src}; {cores_per_rank()} cores for "
+                f"this rank, {local_size()} rank(s) on this node)")
+
+
+def decide(intra_op: int | None = None, inter_op: int | None = None,
+           kmp_blocktime: int | None = None, kmp_affinity: str | None = None) -> ThreadSettings:
+    """Thread settings for this rank: the user's values where given, else the seed's rule.
+
+    The seed ran inter_op=2 and intra_op=cores-2 per worker (22 of 24); on small machines keep
+    at least one intra-op thread and never more inter-op threads than cores.
+    """
+    cores = cores_per_rank()
+    env_omp = os.environ.get("OMP_NUM_THREADS", "")
+    derived = intra_op is None and inter_op is None
+    if inter_op is None:
+        inter_op = 2 if cores >= 8 else 1
+    if intra_op is None:
+        intra_op = int(env_omp) if env_omp.isdigit() else max(1, cores - (inter_op if cores >= 8 else 0))
+    if kmp_blocktime is None:
+        env_bt = os.environ.get("KMP_BLOCKTIME", "")
+        kmp_blocktime = int(env_bt) if env_bt.isdigit() else 1
+    if kmp_affinity is None:
+        kmp_affinity = os.environ.get("KMP_AFFINITY", "granularity=fine,compact,1,0")
+    return ThreadSettings(intra_op, inter_op, intra_op, kmp_blocktime, kmp_affinity, derived)
+
+
+def apply(settings: ThreadSettings) -> None:
+    """Export the settings for oneDNN/OpenMP; must run before TensorFlow is imported."""
+    if "tensorflow" in sys.modules:
+        raise RuntimeError("topology.apply() called after TensorFlow was imported; "
+                           "thread settings would be ignored")
+    os.environ["OMP_NUM_THREADS"] = str(settings.omp_num_threads)
+    os.environ["KMP_BLOCKTIME"] = str(settings.kmp_blocktime)
+    os.environ["KMP_AFFINITY"] = settings.kmp_affinity
+
+
+def configure_tensorflow(settings: ThreadSettings) -> None:
+    """Size TensorFlow's own pools (call right after importing TensorFlow, before any op runs)."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(settings.intra_op)
+    tf.config.threading.set_inter_op_parallelism_threads(settings.inter_op)

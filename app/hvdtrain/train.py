@@ -1,0 +1,172 @@
+"""``hvdtrain train``: the seed's recipe as Horovod data-parallel training, top to bottom.
+
+1. load the manifest, bring up TF + Horovod (``runtime``), derive and print the plan (``config``);
+2. build the model and momentum SGD on the warm-up-then-decay schedule (``schedule``);
+3. rank 0 restores the newest valid checkpoint, then broadcasts every variable (weights,
+   optimizer slots, step) from rank 0, so all ranks start identical;
+4. each step: forward/backward on this rank's batch, gradients averaged by Horovod's allreduce,
+   SGD update — the global batch is split evenly over the ranks;
+5. rank 0 logs, writes TensorBoard summaries and checkpoints; at the end, train_report.json.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+from . import atomic, checkpoint, manifest
+from .config import TrainConfig, make_plan
+
+REPORT = "train_report.json"
+
+
+class TrainingError(RuntimeError):
+    pass
+
+
+def run_training(cfg: TrainConfig) -> dict:
+    cfg.check()
+    man = manifest.load(cfg.data_dir)
+    if int(man["train"]["num_images"]) == 0:
+        raise manifest.DataError(f"{cfg.data_dir} holds no training images")
+    from . import runtime
+
+    rt = runtime.start(cfg.threads, cfg.net.precision)
+    tf, hvd = rt.tf, rt.hvd
+    plan = make_plan(cfg, int(man["train"]["num_images"]), rt.size)
+    rt.log(plan.describe())
+    rt.log(rt.threads.describe())
+    model_dir = Path(cfg.model_dir)
+    if rt.rank == 0:
+        model_dir.mkdir(parents=True, exist_ok=True)
+        for p in checkpoint.remove_partial(model_dir):
+            rt.log(f"removed unfinished checkpoint {p}")
+
+    from . import evaluate, input_pipeline
+    from .model import build_resnet, decayed_variables
+    from .schedule import keras_schedule
+
+    num_classes = int(man["num_classes"])
+    net = build_resnet(cfg.net.model, num_classes, cfg.net.image_size, cfg.net.bn_decay)
+    lr = keras_schedule(plan.base_lr, plan.peak_lr, plan.warmup_steps, plan.train_steps)
+    opt = tf.keras.optimizers.SGD(learning_rate=lr, momentum=cfg.momentum)
+    opt.build(net.trainable_variables)  # create the slots now so they are restored and broadcast
+    ckpt = tf.train.Checkpoint(model=net, optimizer=opt)
+    fingerprint = manifest.fingerprint(man)
+    if rt.rank == 0:
+        _resume(rt, ckpt, model_dir, fingerprint, cfg)
+    hvd.broadcast_variables(net.variables + opt.variables, root_rank=0)
+    start_step = int(opt.iterations.numpy())
+    if start_step >= plan.train_steps:
+        rt.log(f"model dir {model_dir} is already at step {start_step} of {plan.train_steps}; nothing to do")
+
+    # Reseed by position so a resumed run does not replay the data order it already saw.
+    ds = input_pipeline.train_dataset(cfg.data_dir, man, rt.rank, rt.size, plan.per_rank_batch,
+                                      cfg.net.image_size, seed=cfg.seed + start_step,
+                                      min_area=cfg.min_crop_area, flip=cfg.random_flip)
+    kernels = decayed_variables(net)
+    wd = cfg.net.weight_decay
+
+    @tf.function
+    def train_step(images, labels):
+        with tf.GradientTape() as tape:
+            logits = net(images, training=True)
+            xent = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+                labels=labels, logits=tf.cast(logits, tf.float32)))
+            loss = xent + wd * tf.add_n([tf.nn.l2_loss(tf.cast(v, tf.float32)) for v in kernels])
+        tape = hvd.DistributedGradientTape(tape)
+        grads = tape.gradient(loss, net.trainable_variables)
+        opt.apply_gradients(zip(grads, net.trainable_variables))
+        return hvd.allreduce(xent, name="xent")  # the global mean, identical on every rank
+
+    writer = tf.summary.create_file_writer(str(model_dir / "train")) if rt.rank == 0 else None
+    meta = {"model": vars(cfg.net), "num_classes": num_classes, "data": fingerprint,
+            "global_batch": plan.global_batch, "num_ranks": rt.size}
+
+    def save(step: int) -> None:
+        if rt.rank == 0:
+            path = checkpoint.save(model_dir, step, ckpt, meta)
+            rt.log(f"checkpoint {path}")
+
+    eval_every = (max(1, round(cfg.eval_every_epochs * plan.steps_per_epoch))
+                  if cfg.eval_every_epochs else None)
+    t_start = time.perf_counter()
+    t_window, window_start_step = t_start, start_step
+    t_first = None  # end of the first step (graph tracing excluded from throughput)
+    xent = float("nan")
+    it = iter(ds)
+    for step in range(start_step + 1, plan.train_steps + 1):
+        images, labels = next(it)
+        xent_t = train_step(images, labels)
+        if t_first is None:
+            xent = float(xent_t)
+            t_first = t_window = time.perf_counter()
+            window_start_step = step
+        if step % cfg.log_every_steps == 0 or step == plan.train_steps:
+            xent = float(xent_t)
+            if not math.isfinite(xent):
+                raise TrainingError(f"loss is {xent} at step {step} (LR "
+                                    f"{float(lr(step - 1)):.4g}); stopping. The last checkpoint "
+                                    f"in {checkpoint.checkpoint_root(model_dir)} is intact.")
+            now = time.perf_counter()
+            ips = (step - window_start_step) * plan.global_batch / max(1e-9, now - t_window)
+            rate = f"{ips:,.1f} images/s" if step > window_start_step else "(first step)"
+            rt.log(f"step {step}/{plan.train_steps} epoch {step / plan.steps_per_epoch:.2f} "
+                   f"loss {xent:.4f} lr {float(lr(step - 1)):.5g} {rate}")
+            if writer:
+                with writer.as_default(step=step):
+                    tf.summary.scalar("loss", xent)
+                    tf.summary.scalar("learning_rate", float(lr(step - 1)))
+                    if step > window_start_step:
+                        tf.summary.scalar("images_per_second", ips)
+            t_window, window_start_step = now, step
+        if step % cfg.checkpoint_every_steps == 0 and step < plan.train_steps:
+            save(step)
+        if eval_every and step % eval_every == 0 and step < plan.train_steps:
+            res = evaluate.score(rt, net, cfg.data_dir, man, cfg.eval_batch_size, cfg.net.image_size)
+            rt.log(evaluate.seed_line({**res, "global_step": step}))
+    t_end = time.perf_counter()
+    steps_done = plan.train_steps - start_step
+    save(plan.train_steps)
+
+    timed_steps = steps_done - 1
+    report = {
+        "ttt_seconds": round(t_end - t_start, 3),
+        "images_per_second": round(timed_steps * plan.global_batch / (t_end - t_first), 2)
+        if timed_steps > 0 and t_first else None,
+        "global_batch_size": plan.global_batch, "num_ranks": rt.size,
+        "train_steps": plan.train_steps, "steps_this_run": steps_done, "start_step": start_step,
+        "epochs": round(plan.epochs, 3), "final_loss": xent, "precision": cfg.net.precision,
+        "model": cfg.net.model, "image_size": cfg.net.image_size, "plan": plan.as_dict(),
+        "threads": vars(rt.threads),
+    }
+    if rt.rank == 0:
+        atomic.write_json(model_dir / REPORT, report)
+        ips = report["images_per_second"]
+        rt.log(f"trained {steps_done} steps in {report['ttt_seconds']:.1f} s (time-to-train); "
+               + (f"{ips:,.1f} images/s global" if ips else "too few steps to time"))
+    if cfg.eval_at_end:
+        res = evaluate.score(rt, net, cfg.data_dir, man, cfg.eval_batch_size, cfg.net.image_size)
+        res["global_step"] = plan.train_steps
+        res["checkpoint"] = str(checkpoint.checkpoint_root(model_dir) / f"ckpt-{plan.train_steps:08d}")
+        if rt.rank == 0:
+            evaluate.write_results(model_dir, res)
+            rt.log(evaluate.seed_line(res))
+        report["eval"] = res
+    return report
+
+
+def _resume(rt, ckpt, model_dir: Path, fingerprint: str, cfg: TrainConfig) -> None:
+    found = checkpoint.latest(model_dir)
+    if not found:
+        return
+    path, meta = found
+    if meta.get("data") != fingerprint:
+        raise manifest.DataError(
+            f"{path} was trained on another data set (fingerprint {meta.get('data')}, "
+            f"{cfg.data_dir} has {fingerprint}); use a new --model-dir")
+    if meta.get("model", {}).get("model") != cfg.net.model:
+        raise TrainingError(f"{path} holds a {meta['model'].get('model')}, not --model {cfg.net.model}")
+    ckpt.read(checkpoint.tf_prefix(path)).assert_existing_objects_matched()
+    rt.log(f"resumed from {path} (step {meta['step']}, saved by {meta.get('num_ranks')} rank(s))")

@@ -1,0 +1,60 @@
+"""``hvdtrain verify``: re-read every shard and check it against the manifest.
+
+Checks, per shard: the file exists, its sha256 and record count match, every record parses (TFRecord
+CRCs included), carries every tensorflow/tpu key, and its label is in range and agrees with its
+synset. Returns the list of problems; empty means the data set is intact.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import manifest, records
+
+
+def verify_dataset(data_dir: str | Path, log=print) -> list[str]:
+    import tensorflow as tf
+
+    data_dir = Path(data_dir)
+    man = manifest.load(data_dir)
+    offset, n_classes = int(man["label_offset"]), int(man["num_classes"])
+    label_of = man["labels"]
+    problems: list[str] = []
+    total = 0
+    for split in records.SPLITS:
+        for shard in man[split]["shards"]:
+            path = data_dir / shard["name"]
+            if not path.is_file():
+                problems.append(f"{path}: missing")
+                continue
+            if manifest.sha256_of(path) != shard["sha256"]:
+                problems.append(f"{path}: sha256 differs from the manifest (file changed or corrupt)")
+            count = 0
+            try:
+                for raw in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
+                    count += 1
+                    ex = records.parse_full(raw)
+                    missing = [k for k in records.ALL_KEYS if k not in ex]
+                    if missing:
+                        problems.append(f"{path}: record {count} lacks {', '.join(missing)}")
+                        break
+                    label, synset = ex[records.LABEL], ex[records.SYNSET].decode()
+                    if not offset <= label < offset + n_classes:
+                        problems.append(f"{path}: record {count} label {label} outside "
+                                        f"{offset}..{offset + n_classes - 1}")
+                        break
+                    if label_of.get(synset) != label:
+                        problems.append(f"{path}: record {count} synset {synset} has label {label}, "
+                                        f"manifest says {label_of.get(synset)}")
+                        break
+            except tf.errors.OpError as exc:
+                problems.append(f"{path}: unreadable after {count} records "
+                                f"({exc.message.splitlines()[0]})")
+                continue
+            if count != shard["num_records"]:
+                problems.append(f"{path}: {count} records, manifest says {shard['num_records']}")
+            total += count
+    log(f"verify: {total} records in "
+        f"{sum(man[s]['num_shards'] for s in records.SPLITS)} shards checked: "
+        + ("all agree with the manifest" if not problems else f"{len(problems)} problem(s)"))
+    return problems
