@@ -73,3 +73,32 @@ $(STAMPS)/hvdtrain: $(STAMPS)/horovod pyproject.toml
 	@$(VENV)/bin/hvdtrain --help >/dev/null || { echo "[install] FAILED: hvdtrain does not start" >&2; exit 1; }
 	@echo "[install] ready: $(VENV)/bin/hvdtrain"
 	@touch $@
+
+# The main job on the embedded real data set (scikit-learn digits), under mpirun with 2 ranks.
+HVD     := $(VENV)/bin/hvdtrain
+MPIRUN  ?= mpirun -np 2 --oversubscribe
+DEMO_TRAIN_FLAGS := --model resnet18 --image-size 32 --train-batch-size 128 --train-epochs 15 \
+  --warmup-epochs 2 --peak-lr 0.4 --min-crop-area 0.35 --no-random-flip --log-every-steps 40 \
+  --checkpoint-every-steps 100
+
+demo: install
+	rm -rf $(DEMO_DIR)
+	$(HVD) demo-data $(DEMO_DIR)/raw
+	$(HVD) prep --raw-data-dir $(DEMO_DIR)/raw --output-dir $(DEMO_DIR)/records --train-shards 16 --validation-shards 4
+	$(HVD) verify $(DEMO_DIR)/records
+	$(MPIRUN) $(HVD) train --data-dir $(DEMO_DIR)/records --model-dir $(DEMO_DIR)/model $(DEMO_TRAIN_FLAGS)
+	$(MPIRUN) $(HVD) eval --data-dir $(DEMO_DIR)/records --model-dir $(DEMO_DIR)/model --eval-batch-size 100
+	@echo "demo: results in $(DEMO_DIR)/model/train_report.json and eval_results.json"
+
+PYTEST_FLAGS ?= -q -rs
+test: install
+	$(PY) -m pytest $(PYTEST_FLAGS) tests
+
+test-unit: install
+	$(PY) -m pytest $(PYTEST_FLAGS) -m "not integration" tests
+
+test-integration: install
+	$(PY) -m pytest $(PYTEST_FLAGS) -m integration tests
+
+clean:
+	rm -rf build .pytest_cache

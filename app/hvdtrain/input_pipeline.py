@@ -9,15 +9,13 @@ count so every rank runs the same number of steps whatever the shard sizes.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import tensorflow as tf
 
 from . import manifest, records
 
 MEAN_RGB = [0.485 * 255, 0.456 * 255, 0.406 * 255]
 STDDEV_RGB = [0.229 * 255, 0.224 * 255, 0.225 * 255]
-CROP_PADDING = 32
+EVAL_CROP_FRACTION = 224 / (224 + 32)
 AUTOTUNE = tf.data.AUTOTUNE
 
 
@@ -40,7 +38,7 @@ def train_preprocess(encoded, image_size: int, min_area: float = 0.08, flip: boo
     failed = tf.reduce_all(tf.equal(crop_size[:2], shape[:2]))
     window = tf.stack([begin[0], begin[1], crop_size[0], crop_size[1]])
     image = tf.cond(failed,
-                    lambda: _center_crop_decode(encoded, shape, image_size),
+                    lambda: _center_crop_decode(encoded, shape),
                     lambda: tf.image.decode_and_crop_jpeg(encoded, window, channels=3))
     image = _resize(image, image_size)
     if flip:
@@ -48,16 +46,15 @@ def train_preprocess(encoded, image_size: int, min_area: float = 0.08, flip: boo
     return _normalise(image)
 
 
-def _center_crop_decode(encoded, shape, image_size: int):
+def _center_crop_decode(encoded, shape):
     h, w = shape[0], shape[1]
-    crop = tf.cast(image_size / (image_size + CROP_PADDING)
-                   * tf.cast(tf.minimum(h, w), tf.float32), tf.int32)
+    crop = tf.cast(EVAL_CROP_FRACTION * tf.cast(tf.minimum(h, w), tf.float32), tf.int32)
     window = tf.stack([(h - crop + 1) // 2, (w - crop + 1) // 2, crop, crop])
     return tf.image.decode_and_crop_jpeg(encoded, window, channels=3)
 
 
 def eval_preprocess(encoded, image_size: int):
-    image = _center_crop_decode(encoded, tf.image.extract_jpeg_shape(encoded), image_size)
+    image = _center_crop_decode(encoded, tf.image.extract_jpeg_shape(encoded))
     return _normalise(_resize(image, image_size))
 
 
@@ -143,6 +140,3 @@ def _with_options(ds: tf.data.Dataset, threads: int | None) -> tf.data.Dataset:
         ds = ds.with_options(opts)
     return ds
 
-
-def dataset_dir_ok(data_dir) -> Path:
-    return Path(data_dir)

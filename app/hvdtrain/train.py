@@ -57,6 +57,7 @@ def run_training(cfg: TrainConfig) -> dict:
     if rt.rank == 0:
         _resume(rt, ckpt, model_dir, fingerprint, cfg)
     hvd.broadcast_variables(net.variables + opt.variables, root_rank=0)
+    checksums_at_start = _rank_checksums(rt, net.variables + opt.variables)
     start_step = int(opt.iterations.numpy())
     if start_step >= plan.train_steps:
         rt.log(f"model dir {model_dir} is already at step {start_step} of {plan.train_steps}; nothing to do")
@@ -128,6 +129,7 @@ def run_training(cfg: TrainConfig) -> dict:
             rt.log(evaluate.seed_line({**res, "global_step": step}))
     t_end = time.perf_counter()
     steps_done = plan.train_steps - start_step
+    checksums_at_end = _rank_checksums(rt, net.variables + opt.variables)
     save(plan.train_steps)
 
     timed_steps = steps_done - 1
@@ -140,6 +142,7 @@ def run_training(cfg: TrainConfig) -> dict:
         "epochs": round(plan.epochs, 3), "final_loss": xent, "precision": cfg.net.precision,
         "model": cfg.net.model, "image_size": cfg.net.image_size, "plan": plan.as_dict(),
         "threads": vars(rt.threads),
+        "rank_weight_checksums": {"after_broadcast": checksums_at_start, "at_end": checksums_at_end},
     }
     if rt.rank == 0:
         atomic.write_json(model_dir / REPORT, report)
@@ -155,6 +158,17 @@ def run_training(cfg: TrainConfig) -> dict:
             rt.log(evaluate.seed_line(res))
         report["eval"] = res
     return report
+
+
+def _rank_checksums(rt, variables) -> list[float]:
+    """One number per rank summarising all weights; ranks that diverged are an error."""
+    tf = rt.tf
+    local = tf.add_n([tf.reduce_sum(tf.cast(v, tf.float64) * (1.0 + tf.cast(v, tf.float64)))
+                      for v in variables])
+    sums = [float(x) for x in rt.hvd.allgather(tf.reshape(local, [1]), name="weight_checksums").numpy()]
+    if any(x != sums[0] for x in sums):
+        raise TrainingError(f"ranks hold different weights (checksums {sums})")
+    return sums
 
 
 def _resume(rt, ckpt, model_dir: Path, fingerprint: str, cfg: TrainConfig) -> None:

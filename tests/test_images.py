@@ -1,0 +1,47 @@
+"""Re-encoding rules: only PNG-as-JPEG, CMYK and grayscale change; RGB JPEG is byte for byte."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hvdtrain.images import BadImage, normalise
+
+
+def _encode(img: Image.Image, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def _photo(mode="RGB", size=(40, 30)) -> Image.Image:
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+    return Image.fromarray(arr, "RGB").convert(mode)
+
+
+def test_rgb_jpeg_passes_through_unchanged():
+    data = _encode(_photo(), "JPEG")
+    out = normalise(data)
+    assert out.jpeg == data and out.reencoded == "" and (out.height, out.width) == (30, 40)
+
+
+@pytest.mark.parametrize("mode,fmt,reason", [("CMYK", "JPEG", "CMYK"), ("L", "JPEG", "L"),
+                                             ("RGB", "PNG", "PNG")])
+def test_odd_inputs_become_rgb_jpeg(mode, fmt, reason):
+    out = normalise(_encode(_photo(mode), fmt), "x.JPEG")
+    assert out.reencoded == reason
+    img = Image.open(io.BytesIO(out.jpeg))
+    assert img.format == "JPEG" and img.mode == "RGB" and img.size == (40, 30)
+
+
+def test_truncated_jpeg_is_rejected_with_its_name():
+    data = _encode(_photo(size=(200, 200)), "JPEG")
+    with pytest.raises(BadImage, match="cut.JPEG"):
+        normalise(data[: len(data) // 2], "cut.JPEG")
+
+
+def test_text_file_is_rejected():
+    with pytest.raises(BadImage, match="notes.JPEG"):
+        normalise(b"this is not an image", "notes.JPEG")

@@ -1,0 +1,47 @@
+"""Thread settings: each rank gets its share of the cores; user values win; applied before TF."""
+
+import pytest
+
+from hvdtrain import topology
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for name in ("OMP_NUM_THREADS", "KMP_BLOCKTIME", "KMP_AFFINITY", *topology._LOCAL_SIZE_VARS):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_seed_node_two_workers_gets_22_plus_2(clean_env):
+    clean_env.setattr(topology, "node_cores", lambda: 48)
+    clean_env.setattr(topology.os, "cpu_count", lambda: 48)
+    clean_env.setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "2")
+    s = topology.decide()
+    assert (s.intra_op, s.inter_op, s.kmp_blocktime) == (22, 2, 1) and s.derived
+
+
+def test_small_machine_one_rank_uses_all_cores(clean_env):
+    clean_env.setattr(topology, "node_cores", lambda: 2)
+    clean_env.setattr(topology.os, "cpu_count", lambda: 2)
+    s = topology.decide()
+    assert (s.intra_op, s.inter_op, s.omp_num_threads) == (2, 1, 2)
+
+
+def test_rank_bound_by_launcher_uses_its_mask(clean_env):
+    clean_env.setattr(topology, "node_cores", lambda: 24)
+    clean_env.setattr(topology.os, "cpu_count", lambda: 48)
+    clean_env.setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "2")
+    assert topology.cores_per_rank() == 24
+
+
+def test_user_values_win(clean_env):
+    s = topology.decide(intra_op=22, inter_op=2, kmp_blocktime=0, kmp_affinity="compact")
+    assert (s.intra_op, s.inter_op, s.kmp_blocktime, s.kmp_affinity) == (22, 2, 0, "compact")
+    assert not s.derived
+
+
+def test_apply_refuses_after_tensorflow_is_loaded(monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "tensorflow", object())
+    with pytest.raises(RuntimeError, match="after TensorFlow"):
+        topology.apply(topology.decide(1, 1))
