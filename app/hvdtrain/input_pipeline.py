@@ -67,17 +67,34 @@ def rank_files(files: list[str], rank: int, size: int) -> list[str] | None:
     return files[rank::size] if len(files) >= size else None
 
 
+def rank_records(files: list[str], rank: int, size: int, shuffle_seed: int | None = None,
+                 repeat: bool = False) -> tf.data.Dataset:
+    """Serialized records of this rank: disjoint across ranks, together all of ``files``.
+
+    File-level when there are at least as many files as ranks (each rank opens only its files),
+    record-level otherwise. With ``shuffle_seed`` the file order is reshuffled every pass and
+    files are read interleaved (training); without it the order is fixed (evaluation).
+    """
+    mine = rank_files(files, rank, size)
+    if mine is None:
+        ds = tf.data.TFRecordDataset(files).shard(size, rank)
+        return ds.repeat() if repeat else ds
+    ds = tf.data.Dataset.from_tensor_slices(mine)
+    if shuffle_seed is not None:
+        ds = ds.shuffle(len(mine), seed=shuffle_seed)
+    if repeat:
+        ds = ds.repeat()
+    if shuffle_seed is None:
+        return ds.flat_map(tf.data.TFRecordDataset)
+    return ds.interleave(tf.data.TFRecordDataset, cycle_length=min(8, len(mine)),
+                         num_parallel_calls=AUTOTUNE, deterministic=False)
+
+
 def train_dataset(data_dir, man: dict, rank: int, size: int, batch: int, image_size: int,
                   seed: int = 0, min_area: float = 0.08, flip: bool = True,
                   threads: int | None = None) -> tf.data.Dataset:
     files = _files(data_dir, man, records.TRAIN)
-    mine = rank_files(files, rank, size)
-    if mine is not None:
-        ds = tf.data.Dataset.from_tensor_slices(mine).shuffle(len(mine), seed=seed + rank).repeat()
-        ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(8, len(mine)),
-                           num_parallel_calls=AUTOTUNE, deterministic=False)
-    else:
-        ds = tf.data.TFRecordDataset(files).shard(size, rank).repeat()
+    ds = rank_records(files, rank, size, shuffle_seed=seed + rank, repeat=True)
     offset = int(man["label_offset"])
     ds = ds.shuffle(max(1024, 4 * batch), seed=seed + rank)
 
@@ -89,7 +106,7 @@ def train_dataset(data_dir, man: dict, rank: int, size: int, batch: int, image_s
     return _with_options(ds.prefetch(AUTOTUNE), threads)
 
 
-def eval_counts(man: dict, rank: int, size: int) -> list[int]:
+def eval_counts(man: dict, size: int) -> list[int]:
     """Images each rank scores (from the manifest: every rank knows every count, no messages)."""
     counts = manifest.shard_counts(man, records.VALIDATION)
     if len(counts) >= size:
@@ -104,11 +121,8 @@ def eval_dataset(data_dir, man: dict, rank: int, size: int, batch: int, image_si
 
     Every validation image is scored exactly once over all ranks; padding has mask 0.
     """
-    files = _files(data_dir, man, records.VALIDATION)
-    mine = rank_files(files, rank, size)
-    ds = (tf.data.TFRecordDataset(mine) if mine is not None
-          else tf.data.TFRecordDataset(files).shard(size, rank))
-    counts = eval_counts(man, rank, size)
+    ds = rank_records(_files(data_dir, man, records.VALIDATION), rank, size)
+    counts = eval_counts(man, size)
     steps = -(-max(counts) // batch)
     offset = int(man["label_offset"])
 

@@ -85,7 +85,16 @@ def run_training(cfg: TrainConfig) -> dict:
     meta = {"model": vars(cfg.net), "num_classes": num_classes, "data": fingerprint,
             "global_batch": plan.global_batch, "num_ranks": rt.size}
 
+    def sync_bn_statistics() -> None:
+        """BN moving mean/variance are updated from each rank's own batches; average them so the
+        checkpoint and the evaluation use statistics of all the data and all ranks are identical."""
+        if rt.size > 1 and net.non_trainable_variables:
+            averaged = hvd.grouped_allreduce(net.non_trainable_variables, op=hvd.Average)
+            for var, value in zip(net.non_trainable_variables, averaged):
+                var.assign(value)
+
     def save(step: int) -> None:
+        sync_bn_statistics()
         if rt.rank == 0:
             path = checkpoint.save(model_dir, step, ckpt, meta)
             rt.log(f"checkpoint {path}")
@@ -125,12 +134,13 @@ def run_training(cfg: TrainConfig) -> dict:
         if step % cfg.checkpoint_every_steps == 0 and step < plan.train_steps:
             save(step)
         if eval_every and step % eval_every == 0 and step < plan.train_steps:
+            sync_bn_statistics()
             res = evaluate.score(rt, net, cfg.data_dir, man, cfg.eval_batch_size, cfg.net.image_size)
             rt.log(evaluate.seed_line({**res, "global_step": step}))
     t_end = time.perf_counter()
     steps_done = plan.train_steps - start_step
+    save(plan.train_steps)  # averages the BN statistics first
     checksums_at_end = _rank_checksums(rt, net.variables + opt.variables)
-    save(plan.train_steps)
 
     timed_steps = steps_done - 1
     report = {
