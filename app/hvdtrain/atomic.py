@@ -6,6 +6,7 @@ through here: write to a temporary name in the same directory, fsync, rename.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -49,10 +50,9 @@ def fsync_file(path: str | os.PathLike) -> None:
 
 
 def fsync_dir(path: str | os.PathLike) -> None:
-    try:
+    # some filesystems refuse fsync on directories; the rename is still atomic
+    with contextlib.suppress(OSError):
         fsync_file(path)
-    except OSError:  # some filesystems refuse fsync on directories; the rename is still atomic
-        pass
 
 
 def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:

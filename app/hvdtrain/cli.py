@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -82,7 +81,7 @@ def prep(raw_data_dir: Path = typer.Option(..., "--raw-data-dir", "--raw_data_di
                                            help="Raw tree: train/<wnid>/* and validation/*."),
          output_dir: Path = typer.Option(..., "--output-dir", "--local-scratch-dir",
                                          "--local_scratch_dir", help="Where shards and manifest go."),
-         validation_labels: Optional[Path] = typer.Option(
+         validation_labels: Path | None = typer.Option(
              None, "--validation-labels", "--validation_labels",
              help="One wnid per line, aligned with sorted validation/* "
                   "(default RAW/validation_labels.txt; not needed with validation/<wnid>/)."),
@@ -91,7 +90,7 @@ def prep(raw_data_dir: Path = typer.Option(..., "--raw-data-dir", "--raw_data_di
          validation_shards: int = typer.Option(128, "--validation-shards", "--validation_shards",
                                                help="Number of validation shards."),
          seed: int = typer.Option(0, help="Seed of the training-list shuffle (mixes classes)."),
-         workers: Optional[int] = typer.Option(None, help="Processes per rank. Default: this rank's cores."),
+         workers: int | None = typer.Option(None, help="Processes per rank. Default: this rank's cores."),
          skip_bad: bool = typer.Option(False, "--skip-bad", "--skip_bad",
                                        help="Skip unreadable images and list them in OUT/skipped.txt."),
          progress: bool = typer.Option(True, help="Show progress.")):
@@ -125,15 +124,15 @@ def train(
     image_size: int = typer.Option(224, "--image-size", "--image_size", help="Input side in pixels."),
     train_batch_size: int = typer.Option(256, "--train-batch-size", "--train_batch_size",
                                          help="GLOBAL batch, split evenly over the ranks (seed: 24576)."),
-    train_steps: Optional[int] = typer.Option(None, "--train-steps", "--train_steps",
-                                              help="Total steps (seed: 4680). Default: train-epochs x steps/epoch."),
-    train_epochs: Optional[float] = typer.Option(None, "--train-epochs", "--train_epochs",
+    train_steps: int | None = typer.Option(None, "--train-steps", "--train_steps",
+                                           help="Total steps (seed: 4680). Default: epochs x steps/epoch"),
+    train_epochs: float | None = typer.Option(None, "--train-epochs", "--train_epochs",
                                                  help="Alternative to --train-steps (default 90)."),
-    warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps", "--warmup_steps",
+    warmup_steps: int | None = typer.Option(None, "--warmup-steps", "--warmup_steps",
                                                help="Linear warm-up steps. Default: 5 epochs."),
     warmup_epochs: float = typer.Option(5.0, "--warmup-epochs", help="Warm-up length in epochs."),
     base_lr: float = typer.Option(0.1, "--base-lr", "--base_lr", help="LR at step 0 (seed: 0.1)."),
-    peak_lr: Optional[float] = typer.Option(None, "--peak-lr", "--peak_lr",
+    peak_lr: float | None = typer.Option(None, "--peak-lr", "--peak_lr",
                                             help="LR after warm-up. Default: base x batch/256 / 2."),
     bn_decay: float = typer.Option(0.95, "--bn-decay", help="BatchNorm moving-average decay."),
     weight_decay: float = typer.Option(5e-5, "--weight-decay", help="L2 on conv/dense kernels."),
@@ -142,8 +141,8 @@ def train(
                                                help="Rank 0 saves a checkpoint this often (and at the end)."),
     log_every_steps: int = typer.Option(50, "--log-every-steps", help="Log line cadence."),
     eval_at_end: bool = typer.Option(False, "--eval-at-end", help="Score the validation set at the end."),
-    eval_every_epochs: Optional[float] = typer.Option(None, "--eval-every-epochs",
-                                                      help="Also score every K epochs (off, as in the seed)."),
+    eval_every_epochs: float | None = typer.Option(None, "--eval-every-epochs",
+                                                      help="Also score every K epochs (off by default)."),
     eval_batch_size: int = typer.Option(200, "--eval-batch-size", "--eval_batch_size",
                                         help="Per-rank batch for evaluation."),
     min_crop_area: float = typer.Option(0.08, "--min-crop-area",
@@ -151,8 +150,8 @@ def train(
     random_flip: bool = typer.Option(True, "--random-flip/--no-random-flip",
                                      help="Random left-right flips in training."),
     seed: int = typer.Option(0, help="Input shuffle seed."),
-    num_intra_threads: Optional[int] = IntraOpt, num_inter_threads: Optional[int] = InterOpt,
-    kmp_blocktime: Optional[int] = BlocktimeOpt, kmp_affinity: Optional[str] = AffinityOpt,
+    num_intra_threads: int | None = IntraOpt, num_inter_threads: int | None = InterOpt,
+    kmp_blocktime: int | None = BlocktimeOpt, kmp_affinity: str | None = AffinityOpt,
     use_tpu: str = typer.Option("False", "--use-tpu", "--use_tpu",
                                 help="Accepted for the seed's command line; only False works."),
 ):
@@ -174,12 +173,12 @@ def train(
 @app.command("eval")
 def eval_cmd(
     data_dir: Path = DataDirOpt, model_dir: Path = ModelDirOpt,
-    checkpoint: Optional[Path] = typer.Option(None, help="A checkpoint directory (default: newest valid)."),
+    checkpoint: Path | None = typer.Option(None, help="A checkpoint directory (default: newest valid)."),
     eval_batch_size: int = typer.Option(200, "--eval-batch-size", "--eval_batch_size",
                                         help="Per-rank batch (seed: 200)."),
-    precision: Optional[str] = typer.Option(None, help="Override the checkpoint's precision."),
-    num_intra_threads: Optional[int] = IntraOpt, num_inter_threads: Optional[int] = InterOpt,
-    kmp_blocktime: Optional[int] = BlocktimeOpt, kmp_affinity: Optional[str] = AffinityOpt,
+    precision: str | None = typer.Option(None, help="Override the checkpoint's precision."),
+    num_intra_threads: int | None = IntraOpt, num_inter_threads: int | None = InterOpt,
+    kmp_blocktime: int | None = BlocktimeOpt, kmp_affinity: str | None = AffinityOpt,
     use_tpu: str = typer.Option("False", "--use-tpu", "--use_tpu", help="Accepted; only False works."),
 ):
     """Top-1/Top-5 over every validation image exactly once (1 process or under mpirun);
@@ -193,6 +192,18 @@ def eval_cmd(
               _threads(num_intra_threads, num_inter_threads, kmp_blocktime, kmp_affinity), precision)
     except ValueError as exc:
         _fail(str(exc))
+
+
+@app.command()
+def info(as_json: bool = typer.Option(False, "--json", help="One JSON object instead of a table.")):
+    """Versions (TF, oneDNN, Horovod and its built controllers/operations, MPI), the CPU's ISA
+    (AVX-512, AMX) and the thread plan: the first thing to run inside the image."""
+    import json
+
+    from .info import collect, render
+
+    data = collect()
+    typer.echo(json.dumps(data, indent=2) if as_json else render(data))
 
 
 @app.command()

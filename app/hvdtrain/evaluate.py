@@ -43,7 +43,7 @@ def score(rt, net, data_dir, man: dict, batch: int, image_size: int) -> dict:
             rt.log(f"Evaluation [{i}/{steps}]")
     totals = hvd.allreduce(totals, op=hvd.Sum, name="eval_totals").numpy()
     secs = time.perf_counter() - start
-    n = int(round(totals[3]))
+    n = int(totals[3] + 0.5)
     expected = int(man["validation"]["num_images"])
     if n != expected:  # a broken exactly-once guarantee must never pass silently
         raise RuntimeError(f"evaluation scored {n} images but the manifest lists {expected}")

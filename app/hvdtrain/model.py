@@ -50,7 +50,8 @@ def _block(x, filters: int, stride: int, bottleneck: bool, decay: float, name: s
     return layers.ReLU()(layers.Add()([y, shortcut]))
 
 
-def build_resnet(name: str, num_classes: int, image_size: int = 224, bn_decay: float = 0.95) -> tf.keras.Model:
+def build_resnet(name: str, num_classes: int, image_size: int = 224,
+                 bn_decay: float = 0.95) -> tf.keras.Model:
     """The network; its logits are float32 even under a mixed-precision policy."""
     if name not in ARCHS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(ARCHS)}")

@@ -10,10 +10,10 @@ skipped, so an interrupted prep resumes. The output is the same whatever the wor
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import multiprocessing as mp
-import os
 import random
 import time
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
@@ -107,7 +107,7 @@ def scan(raw: Path, validation_labels: Path | None) -> tuple[list[str], list[Ite
         if len(wnids) != len(files):
             raise PrepError(f"{labels_file} has {len(wnids)} labels but {val_dir} has "
                             f"{len(files)} images; they must match line for file")
-        for lineno, (f, wnid) in enumerate(zip(files, wnids), start=1):
+        for lineno, (f, wnid) in enumerate(zip(files, wnids, strict=True), start=1):
             if wnid not in label_of:
                 raise PrepError(f"{labels_file}:{lineno}: '{wnid}' is not a training class")
             validation.append(Item(str(f.relative_to(raw)), wnid, label_of[wnid]))
@@ -158,21 +158,20 @@ def write_shard(job: ShardJob) -> ShardResult:
 
     raw, final = Path(job.raw), Path(job.out) / job.name
     skipped, reencoded, count = [], 0, 0
-    with atomic.atomic_path(final) as tmp:
-        with tf.io.TFRecordWriter(str(tmp)) as writer:
-            for item in job.items:
-                src = raw / item.path
-                try:
-                    img = normalise(src.read_bytes(), str(src))
-                except (BadImage, OSError) as exc:
-                    if not job.skip_bad:
-                        raise PrepError(f"bad image {src}: {exc} (use --skip-bad to skip such files)") from None
-                    skipped.append({"file": item.path, "reason": str(exc)})
-                    continue
-                reencoded += bool(img.reencoded)
-                writer.write(records.encode(records.ImageRecord(
-                    img.jpeg, item.label, item.synset, img.height, img.width, Path(item.path).name)))
-                count += 1
+    with atomic.atomic_path(final) as tmp, tf.io.TFRecordWriter(str(tmp)) as writer:
+        for item in job.items:
+            src = raw / item.path
+            try:
+                img = normalise(src.read_bytes(), str(src))
+            except (BadImage, OSError) as exc:
+                if not job.skip_bad:
+                    raise PrepError(f"bad image {src}: {exc} (use --skip-bad to skip such files)") from None
+                skipped.append({"file": item.path, "reason": str(exc)})
+                continue
+            reencoded += bool(img.reencoded)
+            writer.write(records.encode(records.ImageRecord(
+                img.jpeg, item.label, item.synset, img.height, img.width, Path(item.path).name)))
+            count += 1
     result = ShardResult(job.name, count, manifest.sha256_of(final), job.digest, skipped, reencoded)
     atomic.write_json(Path(job.out) / STATE_DIR / (job.name + ".json"), asdict(result))
     return result
@@ -199,10 +198,8 @@ def _known_shards(out: Path) -> dict[str, dict]:
     except (OSError, ValueError):
         pass
     for note in (out / STATE_DIR).glob("*.json") if (out / STATE_DIR).is_dir() else []:
-        try:
+        with contextlib.suppress(ValueError):  # a half-written note: redo that shard
             known[note.stem] = json.loads(note.read_text())
-        except ValueError:
-            pass
     return known
 
 

@@ -125,3 +125,16 @@ def configure_tensorflow(settings: ThreadSettings) -> None:
 
     tf.config.threading.set_intra_op_parallelism_threads(settings.intra_op)
     tf.config.threading.set_inter_op_parallelism_threads(settings.inter_op)
+
+
+def shell_exports() -> str:
+    """``export`` lines for the thread variables the user has not set (used by the container
+    entrypoint, so non-hvdtrain commands in the image get the same defaults)."""
+    s = decide()
+    wanted = {"OMP_NUM_THREADS": s.omp_num_threads, "KMP_BLOCKTIME": s.kmp_blocktime,
+              "KMP_AFFINITY": s.kmp_affinity}
+    return "\n".join(f"export {k}='{v}'" for k, v in wanted.items() if k not in os.environ)
+
+
+if __name__ == "__main__":
+    print(shell_exports())

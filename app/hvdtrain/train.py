@@ -78,7 +78,7 @@ def run_training(cfg: TrainConfig) -> dict:
             loss = xent + wd * tf.add_n([tf.nn.l2_loss(tf.cast(v, tf.float32)) for v in kernels])
         tape = hvd.DistributedGradientTape(tape)
         grads = tape.gradient(loss, net.trainable_variables)
-        opt.apply_gradients(zip(grads, net.trainable_variables))
+        opt.apply_gradients(zip(grads, net.trainable_variables, strict=True))
         return hvd.allreduce(xent, name="xent")  # the global mean, identical on every rank
 
     writer = tf.summary.create_file_writer(str(model_dir / "train")) if rt.rank == 0 else None
@@ -90,7 +90,7 @@ def run_training(cfg: TrainConfig) -> dict:
         checkpoint and the evaluation use statistics of all the data and all ranks are identical."""
         if rt.size > 1 and net.non_trainable_variables:
             averaged = hvd.grouped_allreduce(net.non_trainable_variables, op=hvd.Average)
-            for var, value in zip(net.non_trainable_variables, averaged):
+            for var, value in zip(net.non_trainable_variables, averaged, strict=True):
                 var.assign(value)
 
     def save(step: int) -> None:

@@ -1,0 +1,92 @@
+"""``hvdtrain info``: what a cluster user checks first inside an image.
+
+Versions (hvdtrain, Python, TensorFlow with oneDNN on/off, Horovod with its built frameworks,
+controllers and tensor operations), the MPI library actually linked, the CPU's model and the ISA
+extensions that matter for training speed (AVX-512, VNNI, BF16, AMX), and the thread plan.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+from . import __version__, topology
+
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def cpu_summary() -> tuple[str, list[str]]:
+    model, flags = platform.processor() or "unknown", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and model in ("unknown", "", platform.processor()):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    return model, [f for f in ISA_FLAGS if f in flags]
+
+
+def mpi_library_version() -> str:
+    try:
+        import mpi4py
+
+        mpi4py.rc.initialize = False  # MPI_Get_library_version is legal before MPI_Init
+        from mpi4py import MPI
+
+        return MPI.Get_library_version().strip().splitlines()[0]
+    except Exception as exc:  # pragma: no cover - reported, not fatal
+        return f"unavailable ({exc})"
+
+
+def collect() -> dict:
+    settings = topology.decide()
+    topology.apply(settings)
+    import tensorflow as tf
+
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        onednn = bool(_pywrap_util_port.IsMklEnabled())
+    except Exception:  # pragma: no cover
+        onednn = None
+    if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0":
+        onednn = False
+    import horovod
+    import horovod.tensorflow as hvd
+
+    model, isa = cpu_summary()
+    return {
+        "hvdtrain": __version__,
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "onednn": onednn,
+        "onednn_fpmath_mode": os.environ.get("ONEDNN_DEFAULT_FPMATH_MODE", "default"),
+        "horovod": horovod.__version__,
+        "horovod_controllers": [n for n, f in (("MPI", hvd.mpi_built), ("Gloo", hvd.gloo_built)) if f()],
+        "horovod_operations": [n for n, f in (("MPI", hvd.mpi_built), ("Gloo", hvd.gloo_built),
+                                              ("NCCL", hvd.nccl_built), ("CCL", hvd.ccl_built),
+                                              ("DDL", hvd.ddl_built)) if f()],
+        "mpi": mpi_library_version(),
+        "cpu": model,
+        "cpu_isa": isa,
+        "cores_visible": topology.node_cores(),
+        "threads": settings.describe(),
+    }
+
+
+def render(info: dict) -> str:
+    width = max(len(k) for k in info)
+    lines = []
+    for k, v in info.items():
+        if isinstance(v, list):
+            v = ", ".join(v) or "none"
+        elif v is None:
+            v = "unknown"
+        elif isinstance(v, bool):
+            v = "on" if v else "off"
+        lines.append(f"{k:<{width}}  {v}")
+    return "\n".join(lines)

@@ -1,0 +1,37 @@
+#!/bin/sh
+# Run hvdtrain from the image on a cluster: host mpirun starts one container per rank (hybrid model).
+#
+#   NP=512 PPN=2 SIF=hvdtrain.sif BINDS=/scratch,/models \
+#     entrypoints/mpirun-singularity.sh train --train-batch-size 24576 --train-steps 4680 ...
+#
+# NP     ranks in all (default 2)            PPN   ranks per node (default 2: one per socket,
+# SIF    image file (default hvdtrain.sif)         the seed's 2 workers x 24 cores on 2S nodes)
+# BINDS  comma-separated host dirs to mount (data, model dir)
+# HOSTFILE  optional hostfile for Open MPI / Intel MPI        DRY_RUN=1 prints the command only
+#
+# The hybrid model needs the host's MPI to match the image's (same implementation, same version
+# family: Open MPI 4.1 for the default image, Intel MPI 2021 for MPI=intel). A mismatch shows as
+# every rank printing "rank 0 of 1". The alternative is the bind model: mount the host's MPI
+# into the container (BINDS=/opt/hostmpi) and put it first on LD_LIBRARY_PATH.
+# Each rank is bound to its socket; inside, the entrypoint sizes the thread pools to the cores of
+# that binding (the seed's intra_op=22, inter_op=2 on 24-core sockets) unless OMP_NUM_THREADS is set.
+set -eu
+NP=${NP:-2} PPN=${PPN:-2} SIF=${SIF:-hvdtrain.sif} BINDS=${BINDS:-}
+runner=$(command -v apptainer || command -v singularity || echo singularity)
+mpirun_bin=${MPIRUN:-mpirun}
+flavour=$($mpirun_bin --version 2>/dev/null | head -n 1 || true)
+env_names="OMP_NUM_THREADS KMP_BLOCKTIME KMP_AFFINITY HOROVOD_FUSION_THRESHOLD HOROVOD_CYCLE_TIME HOROVOD_STALL_CHECK_TIME_SECONDS"
+case "$flavour" in
+  *"Intel(R) MPI"*)
+    set -- -np "$NP" -ppn "$PPN" -genv I_MPI_PIN_DOMAIN socket ${HOSTFILE:+-f "$HOSTFILE"} \
+      "$runner" exec ${BINDS:+--bind "$BINDS"} "$SIF" /usr/local/bin/hvdtrain-entrypoint "$@" ;;
+  *)  # Open MPI (default)
+    exports=""
+    for n in $env_names; do eval "[ -n \"\${$n:-}\" ]" && exports="$exports -x $n"; done
+    # shellcheck disable=SC2086
+    set -- -np "$NP" --map-by "ppr:$PPN:node" --bind-to socket --report-bindings $exports \
+      ${HOSTFILE:+--hostfile "$HOSTFILE"} \
+      "$runner" exec ${BINDS:+--bind "$BINDS"} "$SIF" /usr/local/bin/hvdtrain-entrypoint "$@" ;;
+esac
+if [ "${DRY_RUN:-0}" = 1 ]; then echo "$mpirun_bin $*"; exit 0; fi
+exec "$mpirun_bin" "$@"

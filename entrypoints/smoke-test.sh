@@ -1,0 +1,27 @@
+#!/bin/sh
+# In-image smoke test (the Dockerfile's `test` stage and `make image-test`):
+# info -> demo-data -> prep -> mpirun -np 2 train (a few steps) -> eval -> check eval_results.json.
+set -eu
+work=${1:-/tmp/hvdtrain-smoke}
+rm -rf "$work"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+case "${HVDTRAIN_MPI:-openmpi}" in
+  intel)   MPIRUN="mpirun -np 2 -genv FI_PROVIDER ${FI_PROVIDER:-tcp}" ;;
+  *)       MPIRUN="mpirun -np 2 --oversubscribe --bind-to none" ;;
+esac
+hvdtrain info
+hvdtrain demo-data "$work/raw"
+hvdtrain prep --raw-data-dir "$work/raw" --output-dir "$work/records" --train-shards 4 \
+  --validation-shards 2 --no-progress
+hvdtrain verify "$work/records"
+$MPIRUN hvdtrain train --data-dir "$work/records" --model-dir "$work/model" --model resnet18 \
+  --image-size 32 --train-batch-size 64 --train-steps 30 --warmup-steps 5 --peak-lr 0.2 \
+  --min-crop-area 0.35 --no-random-flip --log-every-steps 10
+$MPIRUN hvdtrain eval --data-dir "$work/records" --model-dir "$work/model" --eval-batch-size 100
+python3 - "$work/model/eval_results.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["num_images"] == 364 and r["global_step"] == 30, r
+assert r["top1"] > 0.3, f"top-1 {r['top1']} after 30 steps: training is not learning"
+print(f"smoke test passed: top-1 {r['top1']:.4f}, top-5 {r['top5']:.4f} on {r['num_images']} images")
+PY

@@ -1,0 +1,97 @@
+"""Container definitions: hadolint-clean Dockerfile, a Singularity.def that is up to date with it,
+and an entrypoint that dispatches to hvdtrain with the thread defaults of the cores it sees."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT / "containers"))
+import make_singularity_def  # noqa: E402
+
+
+def test_committed_singularity_def_matches_the_dockerfile():
+    fresh = make_singularity_def.convert(str(ROOT / "containers" / "Dockerfile"))
+    committed = (ROOT / "containers" / "Singularity.def").read_text()
+    assert committed == fresh, "containers/Singularity.def is stale: run `make singularity-def`"
+
+
+def test_singularity_def_keeps_what_the_image_needs():
+    text = (ROOT / "containers" / "Singularity.def").read_text()
+    assert "horovod==0.28.1" in text and "tensorflow-cpu==2.15.1" in text
+    assert 'exec /usr/local/bin/hvdtrain-entrypoint "$@"' in text  # the user's args, not CMD
+    assert "%test\n/usr/local/bin/hvdtrain-smoke-test" in text
+    assert "OMP_NUM_THREADS" not in text  # Apptainer's %environment would override the user's
+
+
+def test_flatten_drops_the_copy_between_stages_and_substitutes_args():
+    flat, test = make_singularity_def.flatten((ROOT / "containers" / "Dockerfile").read_text())
+    assert "--from" not in flat and "${MPI}" not in flat and flat.startswith("FROM docker.io/")
+    assert test == ["/usr/local/bin/hvdtrain-smoke-test /tmp/smoke"]
+
+
+def test_hadolint_passes():
+    hadolint = shutil.which("hadolint", path=str(BIN))
+    if hadolint is None:
+        pytest.skip("hadolint not installed (make lint-tools installs it)")
+    res = subprocess.run([hadolint, "--config", str(ROOT / "containers/hadolint.yaml"),
+                          str(ROOT / "containers/Dockerfile")], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def _entrypoint(*args, **env):
+    full = {**{k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "KMP_BLOCKTIME")},
+            "PATH": f"{BIN}:{os.environ['PATH']}", **env}
+    return subprocess.run(["sh", str(ROOT / "entrypoints/container-entrypoint.sh"), *args],
+                          capture_output=True, text=True, env=full)
+
+
+def test_entrypoint_runs_hvdtrain_commands_and_other_commands():
+    assert _entrypoint("version").stdout.strip() == "0.1.0"
+    res = _entrypoint("sh", "-c", "echo $OMP_NUM_THREADS $KMP_BLOCKTIME")
+    assert res.stdout.split() == [str(len(os.sched_getaffinity(0))), "1"]
+
+
+def test_entrypoint_keeps_the_users_thread_settings():
+    res = _entrypoint("sh", "-c", "echo $OMP_NUM_THREADS", OMP_NUM_THREADS="7")
+    assert res.stdout.strip() == "7"
+
+
+def _launcher(tmp_path, mpirun_banner, **env):
+    fake = tmp_path / "mpirun"
+    fake.write_text(f"#!/bin/sh\necho '{mpirun_banner}'\n")
+    fake.chmod(0o755)
+    full = {**os.environ, "DRY_RUN": "1", "MPIRUN": str(fake), "NP": "512", "PPN": "2",
+            "SIF": "/images/hvdtrain.sif", "BINDS": "/scratch,/models", **env}
+    res = subprocess.run(["sh", str(ROOT / "entrypoints/mpirun-singularity.sh"), "train",
+                          "--train_batch_size", "24576"], capture_output=True, text=True, env=full)
+    assert res.returncode == 0, res.stderr
+    return res.stdout.split()
+
+
+def test_launcher_open_mpi_binds_each_rank_to_a_socket(tmp_path):
+    cmd = _launcher(tmp_path, "mpirun (Open MPI) 4.1.4", OMP_NUM_THREADS="22")
+    joined = " ".join(cmd)
+    assert "-np 512 --map-by ppr:2:node --bind-to socket" in joined
+    assert "-x OMP_NUM_THREADS" in joined
+    assert joined.endswith("exec --bind /scratch,/models /images/hvdtrain.sif "
+                           "/usr/local/bin/hvdtrain-entrypoint train --train_batch_size 24576")
+
+
+def test_launcher_intel_mpi_uses_ppn_and_socket_domains(tmp_path):
+    joined = " ".join(_launcher(tmp_path, "Intel(R) MPI Library for Linux* OS, Version 2021.14"))
+    assert "-np 512 -ppn 2 -genv I_MPI_PIN_DOMAIN socket" in joined
+
+
+@pytest.mark.parametrize("script", ["slurm-seed-256.sbatch", "pbs-seed-256.pbs"])
+def test_batch_templates_reproduce_the_seed_run(script):
+    text = (ROOT / "entrypoints" / script).read_text()
+    assert subprocess.run(["bash", "-n", str(ROOT / "entrypoints" / script)]).returncode == 0
+    for flag in ("--train_batch_size 24576", "--train_steps 4680", "--num_intra_threads 22",
+                 "--num_inter_threads 2", "--kmp_blocktime 1", "--use_tpu=False"):
+        assert flag in text

@@ -1,0 +1,21 @@
+"""`make image-test`: the real image build, whose `test` stage runs the smoke test inside the image
+(demo-data -> prep -> mpirun -np 2 train -> eval -> eval_results.json)."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.skipif(os.environ.get("HVDTRAIN_SKIP_IMAGE") == "1",
+                    reason="HVDTRAIN_SKIP_IMAGE=1 (CI always builds the image)")
+def test_image_builds_and_passes_its_smoke_test():
+    res = subprocess.run(["make", "-C", str(ROOT), "image-test"], capture_output=True, text=True,
+                         timeout=3600)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-6000:]
+    assert "smoke test passed: top-1" in out
+    assert "Top-1 accuracy = " in out and "horovod_controllers  MPI" in out
