@@ -29,7 +29,7 @@ case "$flavour" in
     exports=""
     for n in $env_names; do eval "[ -n \"\${$n:-}\" ]" && exports="$exports -x $n"; done
     # shellcheck disable=SC2086
-    set -- -np "$NP" --map-by "ppr:$PPN:node" --bind-to socket --report-bindings $exports \
+    set -- -np "$NP" --npernode "$PPN" --map-by socket --bind-to socket --report-bindings $exports \
       ${HOSTFILE:+--hostfile "$HOSTFILE"} \
       "$runner" exec ${BINDS:+--bind "$BINDS"} "$SIF" /usr/local/bin/hvdtrain-entrypoint "$@" ;;
 esac

@@ -77,7 +77,7 @@ def _launcher(tmp_path, mpirun_banner, **env):
 def test_launcher_open_mpi_binds_each_rank_to_a_socket(tmp_path):
     cmd = _launcher(tmp_path, "mpirun (Open MPI) 4.1.4", OMP_NUM_THREADS="22")
     joined = " ".join(cmd)
-    assert "-np 512 --map-by ppr:2:node --bind-to socket" in joined
+    assert "-np 512 --npernode 2 --map-by socket --bind-to socket" in joined  # one rank a socket
     assert "-x OMP_NUM_THREADS" in joined
     assert joined.endswith("exec --bind /scratch,/models /images/hvdtrain.sif "
                            "/usr/local/bin/hvdtrain-entrypoint train --train_batch_size 24576")
