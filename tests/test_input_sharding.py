@@ -43,3 +43,25 @@ def test_train_batches_have_the_right_shape_and_labels(demo_records):
     images, labels = next(iter(ds))
     assert images.shape == (16, 32, 32, 3) and images.dtype == tf.float32
     assert int(tf.reduce_min(labels)) >= 0 and int(tf.reduce_max(labels)) <= 9
+
+
+def _stream_names(demo_records, rank, size, start, n):
+    man = manifest.load(demo_records)
+    files = [str(p) for p in manifest.shard_paths(demo_records, man, "train")]
+    counts = manifest.shard_counts(man, "train")
+    ds = input_pipeline.train_records(files, counts, rank, size, seed=5, start_records=start)
+    return _names(ds.take(n))
+
+
+@pytest.mark.parametrize("size", [2, 20])  # file-level and record-level shards
+def test_training_stream_is_a_function_of_position(demo_records, size):
+    whole = _stream_names(demo_records, 1, size, 0, 900)
+    assert _stream_names(demo_records, 1, size, 700, 200) == whole[700:900]
+
+
+def test_each_epoch_covers_the_ranks_records_in_a_new_order(demo_records):
+    man = manifest.load(demo_records)
+    n = input_pipeline.rank_counts(manifest.shard_counts(man, "train"), 2)[0]
+    names = _stream_names(demo_records, 0, 2, 0, 2 * n)
+    first, second = names[:n], names[n:]
+    assert sorted(first) == sorted(second) and len(set(first)) == n and first != second

@@ -19,7 +19,10 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 
 def _fail(msg: str, code: int = 1):
-    typer.echo(f"hvdtrain: error: {msg}", err=True)
+    from . import topology
+
+    where = f" (rank {topology.world_rank()} of {topology.world_size()})" if topology.world_size() > 1 else ""
+    typer.echo(f"hvdtrain: error{where}: {msg}", err=True)
     raise typer.Exit(code)
 
 
@@ -39,8 +42,8 @@ def _call(fn, *args, **kw):
 
 
 # ---------------------------------------------------------------- shared option declarations
-def _threads(intra, inter, blocktime, affinity) -> ThreadFlags:
-    return ThreadFlags(intra, inter, blocktime, affinity)
+def _threads(intra, inter, blocktime, affinity, stall_timeout=60) -> ThreadFlags:
+    return ThreadFlags(intra, inter, blocktime, affinity, stall_timeout)
 
 
 IntraOpt = typer.Option(None, "--num-intra-threads", "--num_intra_threads",
@@ -55,6 +58,12 @@ DataDirOpt = typer.Option(..., "--data-dir", "--data_dir",
                           help="Output of `hvdtrain prep` (TFRecord shards + manifest.json).")
 ModelDirOpt = typer.Option(..., "--model-dir", "--model_dir",
                            help="Checkpoints, TensorBoard logs and reports (written by rank 0).")
+StallOpt = typer.Option(60, "--stall-timeout",
+                        help="Seconds a rank may stall in a collective before the job stops "
+                             "with an error (Horovod's stall shutdown; 0 = never).")
+SkipCorruptOpt = typer.Option(False, "--skip-corrupt-shards",
+                              help="Leave out shards whose sha256 differs from the manifest "
+                                   "(and say so) instead of stopping.")
 
 
 # ------------------------------------------------------------------------------- commands
@@ -150,6 +159,11 @@ def train(
     random_flip: bool = typer.Option(True, "--random-flip/--no-random-flip",
                                      help="Random left-right flips in training."),
     seed: int = typer.Option(0, help="Input shuffle seed."),
+    keep_checkpoints: int = typer.Option(5, "--keep-checkpoints", help="Newest K checkpoints kept."),
+    max_bad_steps: int = typer.Option(0, "--max-bad-steps",
+                                      help="Steps with non-finite loss/gradients to skip before "
+                                           "stopping (0: stop at the first)."),
+    skip_corrupt_shards: bool = SkipCorruptOpt, stall_timeout: int = StallOpt,
     num_intra_threads: int | None = IntraOpt, num_inter_threads: int | None = InterOpt,
     kmp_blocktime: int | None = BlocktimeOpt, kmp_affinity: str | None = AffinityOpt,
     use_tpu: str = typer.Option("False", "--use-tpu", "--use_tpu",
@@ -163,10 +177,11 @@ def train(
 
     cfg = TrainConfig(
         data_dir, model_dir, ModelFlags(model, image_size, bn_decay, weight_decay, precision),
-        _threads(num_intra_threads, num_inter_threads, kmp_blocktime, kmp_affinity),
+        _threads(num_intra_threads, num_inter_threads, kmp_blocktime, kmp_affinity, stall_timeout),
         train_batch_size, train_steps, train_epochs, warmup_epochs, warmup_steps, base_lr, peak_lr,
         0.9, checkpoint_every_steps, log_every_steps, eval_at_end, eval_every_epochs,
-        eval_batch_size, min_crop_area, random_flip, seed)
+        eval_batch_size, min_crop_area, random_flip, seed, keep_checkpoints, max_bad_steps,
+        skip_corrupt_shards)
     _call(run_training, cfg)
 
 
@@ -177,6 +192,7 @@ def eval_cmd(
     eval_batch_size: int = typer.Option(200, "--eval-batch-size", "--eval_batch_size",
                                         help="Per-rank batch (seed: 200)."),
     precision: str | None = typer.Option(None, help="Override the checkpoint's precision."),
+    skip_corrupt_shards: bool = SkipCorruptOpt, stall_timeout: int = StallOpt,
     num_intra_threads: int | None = IntraOpt, num_inter_threads: int | None = InterOpt,
     kmp_blocktime: int | None = BlocktimeOpt, kmp_affinity: str | None = AffinityOpt,
     use_tpu: str = typer.Option("False", "--use-tpu", "--use_tpu", help="Accepted; only False works."),
@@ -189,7 +205,8 @@ def eval_cmd(
 
     try:
         _call(run_eval, data_dir, model_dir, checkpoint, eval_batch_size,
-              _threads(num_intra_threads, num_inter_threads, kmp_blocktime, kmp_affinity), precision)
+              _threads(num_intra_threads, num_inter_threads, kmp_blocktime, kmp_affinity,
+                       stall_timeout), precision, skip_corrupt_shards)
     except ValueError as exc:
         _fail(str(exc))
 

@@ -22,10 +22,13 @@ class ConfigError(ValueError):
 
 @dataclass
 class ThreadFlags:
+    """Per-process runtime settings decided before TensorFlow starts."""
+
     num_intra_threads: int | None = None
     num_inter_threads: int | None = None
     kmp_blocktime: int | None = None
     kmp_affinity: str | None = None
+    stall_timeout: int = 60  # seconds a rank may lag in a collective before the job is shut down
 
 
 @dataclass
@@ -69,6 +72,9 @@ class TrainConfig:
     min_crop_area: float = 0.08          # tensorflow/tpu's random-resized-crop range 0.08..1
     random_flip: bool = True
     seed: int = 0
+    keep_checkpoints: int = 5            # newest K kept on disk
+    max_bad_steps: int = 0               # non-finite steps to skip before stopping
+    skip_corrupt_shards: bool = False
 
     def check(self) -> None:
         self.net.check()
@@ -79,9 +85,12 @@ class TrainConfig:
         for flag, v in (("--train-steps", self.train_steps), ("--train-epochs", self.train_epochs),
                         ("--checkpoint-every-steps", self.checkpoint_every_steps),
                         ("--log-every-steps", self.log_every_steps),
-                        ("--eval-batch-size", self.eval_batch_size)):
+                        ("--eval-batch-size", self.eval_batch_size),
+                        ("--keep-checkpoints", self.keep_checkpoints)):
             if v is not None and v <= 0:
                 raise ConfigError(f"{flag} {v} must be positive")
+        if self.max_bad_steps < 0:
+            raise ConfigError(f"--max-bad-steps {self.max_bad_steps} must be 0 or more")
         if not 0 < self.min_crop_area <= 1:
             raise ConfigError(f"--min-crop-area {self.min_crop_area} must be in (0, 1]")
 

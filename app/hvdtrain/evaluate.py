@@ -11,7 +11,7 @@ import json
 import time
 from pathlib import Path
 
-from . import atomic, checkpoint, manifest
+from . import atomic, checkpoint, integrity, manifest
 from .config import ModelFlags, ThreadFlags
 
 RESULTS = "eval_results.json"
@@ -37,10 +37,15 @@ def score(rt, net, data_dir, man: dict, batch: int, image_size: int) -> dict:
     totals = tf.zeros([4])
     marks = {max(1, round(steps * i / 10)) for i in range(1, 11)}
     start = time.perf_counter()
-    for i, (images, labels, mask) in enumerate(ds, start=1):
-        totals += eval_step(images, labels, mask)
-        if i in marks:
-            rt.log(f"Evaluation [{i}/{steps}]")
+    try:
+        for i, (images, labels, mask) in enumerate(ds, start=1):
+            totals += eval_step(images, labels, mask)
+            if i in marks:
+                rt.log(f"Evaluation [{i}/{steps}]")
+    except tf.errors.DataLossError as exc:
+        raise integrity.CorruptData(f"rank {rt.rank}: corrupt record in its validation shards "
+                                    f"({exc.message.splitlines()[0]}); run `hvdtrain verify "
+                                    f"{data_dir}`") from None
     totals = hvd.allreduce(totals, op=hvd.Sum, name="eval_totals").numpy()
     secs = time.perf_counter() - start
     n = int(totals[3] + 0.5)
@@ -65,7 +70,7 @@ def write_results(model_dir, res: dict) -> Path:
 
 def run_eval(data_dir: Path, model_dir: Path, checkpoint_path: Path | None = None,
              eval_batch_size: int = 200, threads: ThreadFlags | None = None,
-             precision: str | None = None) -> dict:
+             precision: str | None = None, skip_corrupt_shards: bool = False) -> dict:
     """``hvdtrain eval``: restore a checkpoint, score every validation image, write results."""
     if eval_batch_size < 1:
         raise ValueError(f"--eval-batch-size {eval_batch_size} must be positive")
@@ -77,6 +82,7 @@ def run_eval(data_dir: Path, model_dir: Path, checkpoint_path: Path | None = Non
     from . import runtime
 
     rt = runtime.start(threads or ThreadFlags(), net_flags.precision)
+    man = integrity.usable_manifest(rt, data_dir, man, "validation", skip_corrupt_shards)
     if int(meta["num_classes"]) != int(man["num_classes"]):
         raise manifest.DataError(f"checkpoint {ckpt_dir} has {meta['num_classes']} classes but "
                                  f"{data_dir} has {man['num_classes']}")

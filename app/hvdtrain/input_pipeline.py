@@ -3,8 +3,9 @@
 Train: random-resized crop done inside the JPEG decoder (``decode_and_crop_jpeg`` decodes only the
 crop), resize, random flip, normalise. Eval: centre crop of image_size/(image_size+32) of the
 shorter side. Each rank reads a disjoint set of shard files when there are at least as many files
-as ranks, else a disjoint record-level shard. Training repeats forever; the plan fixes the step
-count so every rank runs the same number of steps whatever the shard sizes.
+as ranks, else a disjoint record-level shard. Training repeats forever in an order that is a
+function of its position (so a resume continues where the checkpoint was); the plan fixes the
+step count so every rank runs the same number of steps whatever the shard sizes.
 """
 
 from __future__ import annotations
@@ -67,36 +68,58 @@ def rank_files(files: list[str], rank: int, size: int) -> list[str] | None:
     return files[rank::size] if len(files) >= size else None
 
 
-def rank_records(files: list[str], rank: int, size: int, shuffle_seed: int | None = None,
-                 repeat: bool = False) -> tf.data.Dataset:
-    """Serialized records of this rank: disjoint across ranks, together all of ``files``.
-
-    File-level when there are at least as many files as ranks (each rank opens only its files),
-    record-level otherwise. With ``shuffle_seed`` the file order is reshuffled every pass and
-    files are read interleaved (training); without it the order is fixed (evaluation).
-    """
+def rank_records(files: list[str], rank: int, size: int) -> tf.data.Dataset:
+    """Serialized records of this rank in a fixed order: disjoint across ranks, together all of
+    ``files``. File-level when there are at least as many files as ranks (each rank opens only
+    its files), record-level otherwise."""
     mine = rank_files(files, rank, size)
     if mine is None:
-        ds = tf.data.TFRecordDataset(files).shard(size, rank)
-        return ds.repeat() if repeat else ds
-    ds = tf.data.Dataset.from_tensor_slices(mine)
-    if shuffle_seed is not None:
-        ds = ds.shuffle(len(mine), seed=shuffle_seed)
-    if repeat:
-        ds = ds.repeat()
-    if shuffle_seed is None:
-        return ds.flat_map(tf.data.TFRecordDataset)
-    return ds.interleave(tf.data.TFRecordDataset, cycle_length=min(8, len(mine)),
-                         num_parallel_calls=AUTOTUNE, deterministic=False)
+        return tf.data.TFRecordDataset(files).shard(size, rank)
+    return tf.data.Dataset.from_tensor_slices(mine).flat_map(tf.data.TFRecordDataset)
+
+
+def rank_counts(counts: list[int], size: int) -> list[int]:
+    """Records each rank reads, from the manifest's per-shard counts (no messages needed)."""
+    if len(counts) >= size:
+        return [sum(counts[r::size]) for r in range(size)]
+    total = sum(counts)
+    return [len(range(r, total, size)) for r in range(size)]
+
+
+def train_records(files: list[str], counts: list[int], rank: int, size: int, seed: int,
+                  start_records: int = 0) -> tf.data.Dataset:
+    """This rank's endless training stream, ``start_records`` records in.
+
+    Epoch ``e`` reads the rank's files in an order fixed by (seed, rank, e), interleaved
+    deterministically, so the stream is a pure function of its position: a resumed run skips
+    straight to where its checkpoint was (give or take the shuffle buffer that follows).
+    """
+    epoch0, offset = divmod(start_records, rank_counts(counts, size)[rank])
+    mine = rank_files(files, rank, size)
+    if mine is None:  # fewer files than ranks: the record shuffle buffer does the mixing
+        def epoch_stream(epoch):
+            return tf.data.TFRecordDataset(files).shard(size, rank)
+    else:
+        names = tf.constant(mine)
+        last = len(mine) - 1
+
+        def epoch_stream(epoch):
+            key = tf.stack([tf.constant(seed * 1000 + rank, tf.int64), epoch])
+            order = tf.data.Dataset.range(len(mine)).map(
+                lambda i: tf.gather(names, tf.random.experimental.index_shuffle(i, key, last)))
+            return order.interleave(tf.data.TFRecordDataset, cycle_length=min(8, len(mine)),
+                                    num_parallel_calls=AUTOTUNE, deterministic=True)
+    return tf.data.Dataset.range(epoch0, 1 << 62).flat_map(epoch_stream).skip(offset)
 
 
 def train_dataset(data_dir, man: dict, rank: int, size: int, batch: int, image_size: int,
-                  seed: int = 0, min_area: float = 0.08, flip: bool = True,
+                  seed: int = 0, min_area: float = 0.08, flip: bool = True, start_step: int = 0,
                   threads: int | None = None) -> tf.data.Dataset:
     files = _files(data_dir, man, records.TRAIN)
-    ds = rank_records(files, rank, size, shuffle_seed=seed + rank, repeat=True)
+    counts = manifest.shard_counts(man, records.TRAIN)
+    ds = train_records(files, counts, rank, size, seed, start_records=start_step * batch)
     offset = int(man["label_offset"])
-    ds = ds.shuffle(max(1024, 4 * batch), seed=seed + rank)
+    ds = ds.shuffle(max(1024, 4 * batch), seed=seed * 1000 + rank)
 
     def parse(serialized):
         encoded, label = records.parse_for_training(serialized, offset)
@@ -108,11 +131,7 @@ def train_dataset(data_dir, man: dict, rank: int, size: int, batch: int, image_s
 
 def eval_counts(man: dict, size: int) -> list[int]:
     """Images each rank scores (from the manifest: every rank knows every count, no messages)."""
-    counts = manifest.shard_counts(man, records.VALIDATION)
-    if len(counts) >= size:
-        return [sum(counts[r::size]) for r in range(size)]
-    total = sum(counts)
-    return [len(range(r, total, size)) for r in range(size)]
+    return rank_counts(manifest.shard_counts(man, records.VALIDATION), size)
 
 
 def eval_dataset(data_dir, man: dict, rank: int, size: int, batch: int, image_size: int,

@@ -35,6 +35,11 @@ def start(flags: ThreadFlags, precision: str = "fp32") -> Runtime:
     if precision == "bf32":  # float32 model, oneDNN computes convolutions/matmuls in bfloat16
         os.environ["ONEDNN_DEFAULT_FPMATH_MODE"] = "BF16"
     topology.apply(settings)
+    # A rank that stops answering (dead node, hung I/O) turns into an error instead of a hang:
+    # Horovod warns at half the timeout and shuts the job down at the timeout.
+    if flags.stall_timeout > 0:
+        os.environ.setdefault("HOROVOD_STALL_CHECK_TIME_SECONDS", str(max(1, flags.stall_timeout // 2)))
+        os.environ.setdefault("HOROVOD_STALL_SHUTDOWN_TIME_SECONDS", str(flags.stall_timeout))
     import tensorflow as tf
 
     topology.configure_tensorflow(settings)

@@ -1,24 +1,27 @@
 """``hvdtrain train``: the seed's recipe as Horovod data-parallel training, top to bottom.
 
-1. load the manifest, bring up TF + Horovod (``runtime``), derive and print the plan (``config``);
+1. load the manifest, bring up TF + Horovod (``runtime``), derive and print the plan (``config``),
+   check the training shards against the manifest on all ranks (``integrity``);
 2. build the model and momentum SGD on the warm-up-then-decay schedule (``schedule``);
 3. rank 0 restores the newest valid checkpoint, then broadcasts every variable (weights,
    optimizer slots, step) from rank 0, so all ranks start identical;
 4. each step: forward/backward on this rank's batch, gradients averaged by Horovod's allreduce,
-   SGD update — the global batch is split evenly over the ranks;
+   SGD update — the global batch is split evenly over the ranks. A step whose loss or gradients
+   are not finite is not applied; the run stops (or skips up to ``--max-bad-steps`` of them);
 5. rank 0 logs, writes TensorBoard summaries and checkpoints; at the end, train_report.json.
 """
 
 from __future__ import annotations
 
-import math
+import os
 import time
 from pathlib import Path
 
-from . import atomic, checkpoint, manifest
+from . import atomic, checkpoint, integrity, manifest
 from .config import TrainConfig, make_plan
 
 REPORT = "train_report.json"
+INJECT_NAN_ENV = "HVDTRAIN_INJECT_NAN_AT_STEP"  # fault injection for tests: NaN loss at step k
 
 
 class TrainingError(RuntimeError):
@@ -30,18 +33,20 @@ def run_training(cfg: TrainConfig) -> dict:
     man = manifest.load(cfg.data_dir)
     if int(man["train"]["num_images"]) == 0:
         raise manifest.DataError(f"{cfg.data_dir} holds no training images")
+    fingerprint = manifest.fingerprint(man)  # of the data set as prepared, for resume checks
     from . import runtime
 
     rt = runtime.start(cfg.threads, cfg.net.precision)
     tf, hvd = rt.tf, rt.hvd
+    man = integrity.usable_manifest(rt, cfg.data_dir, man, "train", cfg.skip_corrupt_shards)
+    if cfg.eval_at_end or cfg.eval_every_epochs:
+        man = integrity.usable_manifest(rt, cfg.data_dir, man, "validation", cfg.skip_corrupt_shards)
     plan = make_plan(cfg, int(man["train"]["num_images"]), rt.size)
     rt.log(plan.describe())
     rt.log(rt.threads.describe())
     model_dir = Path(cfg.model_dir)
     if rt.rank == 0:
-        model_dir.mkdir(parents=True, exist_ok=True)
-        for p in checkpoint.remove_partial(model_dir):
-            rt.log(f"removed unfinished checkpoint {p}")
+        _prepare_model_dir(rt, model_dir)
 
     from . import evaluate, input_pipeline
     from .model import build_resnet, decayed_variables
@@ -53,7 +58,6 @@ def run_training(cfg: TrainConfig) -> dict:
     opt = tf.keras.optimizers.SGD(learning_rate=lr, momentum=cfg.momentum)
     opt.build(net.trainable_variables)  # create the slots now so they are restored and broadcast
     ckpt = tf.train.Checkpoint(model=net, optimizer=opt)
-    fingerprint = manifest.fingerprint(man)
     if rt.rank == 0:
         _resume(rt, ckpt, model_dir, fingerprint, cfg)
     hvd.broadcast_variables(net.variables + opt.variables, root_rank=0)
@@ -62,12 +66,13 @@ def run_training(cfg: TrainConfig) -> dict:
     if start_step >= plan.train_steps:
         rt.log(f"model dir {model_dir} is already at step {start_step} of {plan.train_steps}; nothing to do")
 
-    # Reseed by position so a resumed run does not replay the data order it already saw.
+    # The stream starts where the checkpoint left it (epoch and position within it).
     ds = input_pipeline.train_dataset(cfg.data_dir, man, rt.rank, rt.size, plan.per_rank_batch,
-                                      cfg.net.image_size, seed=cfg.seed + start_step,
-                                      min_area=cfg.min_crop_area, flip=cfg.random_flip)
+                                      cfg.net.image_size, seed=cfg.seed, min_area=cfg.min_crop_area,
+                                      flip=cfg.random_flip, start_step=start_step)
     kernels = decayed_variables(net)
     wd = cfg.net.weight_decay
+    inject_nan_at = int(os.environ.get(INJECT_NAN_ENV, "0"))
 
     @tf.function
     def train_step(images, labels):
@@ -75,11 +80,24 @@ def run_training(cfg: TrainConfig) -> dict:
             logits = net(images, training=True)
             xent = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
                 labels=labels, logits=tf.cast(logits, tf.float32)))
+            if inject_nan_at:  # traced only when the fault-injection hook is set
+                xent = tf.where(opt.iterations + 1 == inject_nan_at, float("nan"), xent)
             loss = xent + wd * tf.add_n([tf.nn.l2_loss(tf.cast(v, tf.float32)) for v in kernels])
         tape = hvd.DistributedGradientTape(tape)
         grads = tape.gradient(loss, net.trainable_variables)
-        opt.apply_gradients(zip(grads, net.trainable_variables, strict=True))
-        return hvd.allreduce(xent, name="xent")  # the global mean, identical on every rank
+        global_xent = hvd.allreduce(xent, name="xent")  # identical on every rank
+        # Gradients are allreduced, so every rank reaches the same verdict.
+        finite = tf.math.is_finite(global_xent) & tf.math.is_finite(tf.linalg.global_norm(grads))
+
+        def apply():
+            opt.apply_gradients(zip(grads, net.trainable_variables, strict=True))
+            return tf.constant(True)
+
+        def skip():  # keep step, LR and data position in step even when the update is dropped
+            opt.iterations.assign_add(1)
+            return tf.constant(False)
+
+        return global_xent, tf.cond(finite, apply, skip)
 
     writer = tf.summary.create_file_writer(str(model_dir / "train")) if rt.rank == 0 else None
     meta = {"model": vars(cfg.net), "num_classes": num_classes, "data": fingerprint,
@@ -96,38 +114,51 @@ def run_training(cfg: TrainConfig) -> dict:
     def save(step: int) -> None:
         sync_bn_statistics()
         if rt.rank == 0:
-            path = checkpoint.save(model_dir, step, ckpt, meta)
+            path = _save_checkpoint(model_dir, step, ckpt, meta, cfg.keep_checkpoints)
             rt.log(f"checkpoint {path}")
+
+    def lr_at(step: int) -> float:
+        return float(lr(step - 1))
 
     eval_every = (max(1, round(cfg.eval_every_epochs * plan.steps_per_epoch))
                   if cfg.eval_every_epochs else None)
     t_start = time.perf_counter()
     t_window, window_start_step = t_start, start_step
     t_first = None  # end of the first step (graph tracing excluded from throughput)
-    xent = float("nan")
+    xent, bad_steps = float("nan"), 0
     it = iter(ds)
     for step in range(start_step + 1, plan.train_steps + 1):
-        images, labels = next(it)
-        xent_t = train_step(images, labels)
+        try:
+            images, labels = next(it)
+        except tf.errors.DataLossError as exc:
+            raise TrainingError(f"rank {rt.rank}: corrupt record in its training shards "
+                                f"({exc.message.splitlines()[0]}); run `hvdtrain verify "
+                                f"{cfg.data_dir}`") from None
+        xent_t, applied = train_step(images, labels)
+        if not bool(applied):
+            bad_steps += 1
+            msg = (f"loss or gradients not finite at step {step} (loss {float(xent_t)}, "
+                   f"LR {lr_at(step):.5g})")
+            if bad_steps > cfg.max_bad_steps:
+                last = checkpoint.latest(model_dir) if rt.rank == 0 else None
+                raise TrainingError(f"{msg}; stopping. The last good checkpoint "
+                                    f"{last[0] if last else '(none yet)'} is intact.")
+            rt.log(f"WARNING: {msg}; update skipped ({bad_steps} of at most {cfg.max_bad_steps})")
         if t_first is None:
             xent = float(xent_t)
             t_first = t_window = time.perf_counter()
             window_start_step = step
         if step % cfg.log_every_steps == 0 or step == plan.train_steps:
             xent = float(xent_t)
-            if not math.isfinite(xent):
-                raise TrainingError(f"loss is {xent} at step {step} (LR "
-                                    f"{float(lr(step - 1)):.4g}); stopping. The last checkpoint "
-                                    f"in {checkpoint.checkpoint_root(model_dir)} is intact.")
             now = time.perf_counter()
             ips = (step - window_start_step) * plan.global_batch / max(1e-9, now - t_window)
             rate = f"{ips:,.1f} images/s" if step > window_start_step else "(first step)"
             rt.log(f"step {step}/{plan.train_steps} epoch {step / plan.steps_per_epoch:.2f} "
-                   f"loss {xent:.4f} lr {float(lr(step - 1)):.5g} {rate}")
+                   f"loss {xent:.4f} lr {lr_at(step):.5g} {rate}")
             if writer:
                 with writer.as_default(step=step):
                     tf.summary.scalar("loss", xent)
-                    tf.summary.scalar("learning_rate", float(lr(step - 1)))
+                    tf.summary.scalar("learning_rate", lr_at(step))
                     if step > window_start_step:
                         tf.summary.scalar("images_per_second", ips)
             t_window, window_start_step = now, step
@@ -150,12 +181,12 @@ def run_training(cfg: TrainConfig) -> dict:
         "global_batch_size": plan.global_batch, "num_ranks": rt.size,
         "train_steps": plan.train_steps, "steps_this_run": steps_done, "start_step": start_step,
         "epochs": round(plan.epochs, 3), "final_loss": xent, "precision": cfg.net.precision,
-        "model": cfg.net.model, "image_size": cfg.net.image_size, "plan": plan.as_dict(),
-        "threads": vars(rt.threads),
+        "skipped_steps": bad_steps, "model": cfg.net.model, "image_size": cfg.net.image_size,
+        "plan": plan.as_dict(), "threads": vars(rt.threads),
         "rank_weight_checksums": {"after_broadcast": checksums_at_start, "at_end": checksums_at_end},
     }
     if rt.rank == 0:
-        atomic.write_json(model_dir / REPORT, report)
+        _write_or_explain(model_dir / REPORT, lambda p: atomic.write_json(p, report))
         ips = report["images_per_second"]
         rt.log(f"trained {steps_done} steps in {report['ttt_seconds']:.1f} s (time-to-train); "
                + (f"{ips:,.1f} images/s global" if ips else "too few steps to time"))
@@ -164,10 +195,40 @@ def run_training(cfg: TrainConfig) -> dict:
         res["global_step"] = plan.train_steps
         res["checkpoint"] = str(checkpoint.checkpoint_root(model_dir) / f"ckpt-{plan.train_steps:08d}")
         if rt.rank == 0:
-            evaluate.write_results(model_dir, res)
+            _write_or_explain(model_dir / evaluate.RESULTS, lambda p: evaluate.write_results(model_dir, res))
             rt.log(evaluate.seed_line(res))
         report["eval"] = res
     return report
+
+
+def _prepare_model_dir(rt, model_dir: Path) -> None:
+    """Rank 0: the model dir must be writable before the first step, not at the first save."""
+    try:
+        model_dir.mkdir(parents=True, exist_ok=True)
+        probe = model_dir / ".write-test"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise TrainingError(f"--model-dir {model_dir} is not writable: {exc}") from None
+    for p in checkpoint.remove_partial(model_dir):
+        rt.log(f"removed unfinished checkpoint {p}")
+
+
+def _save_checkpoint(model_dir: Path, step: int, ckpt, meta: dict, keep: int) -> Path:
+    return _write_or_explain(checkpoint.checkpoint_root(model_dir) / f"ckpt-{step:08d}",
+                             lambda _: checkpoint.save(model_dir, step, ckpt, meta, keep=keep))
+
+
+def _write_or_explain(target: Path, write):
+    """Run a write; a full disk or a read-only model dir becomes one clear error."""
+    import tensorflow as tf
+
+    try:
+        return write(target)
+    except (OSError, tf.errors.OpError) as exc:
+        text = getattr(exc, "message", None) or str(exc)
+        raise TrainingError(f"cannot write {target}: {text.splitlines()[0]} (disk full or model "
+                            f"dir not writable?); the previous checkpoint is intact") from None
 
 
 def _rank_checksums(rt, variables) -> list[float]:
@@ -189,7 +250,8 @@ def _resume(rt, ckpt, model_dir: Path, fingerprint: str, cfg: TrainConfig) -> No
     if meta.get("data") != fingerprint:
         raise manifest.DataError(
             f"{path} was trained on another data set (fingerprint {meta.get('data')}, "
-            f"{cfg.data_dir} has {fingerprint}); use a new --model-dir")
+            f"{cfg.data_dir} has {fingerprint}: different shards, classes or labels); "
+            f"use a new --model-dir or the original data")
     if meta.get("model", {}).get("model") != cfg.net.model:
         raise TrainingError(f"{path} holds a {meta['model'].get('model')}, not --model {cfg.net.model}")
     ckpt.read(checkpoint.tf_prefix(path)).assert_existing_objects_matched()
