@@ -158,20 +158,25 @@ def write_shard(job: ShardJob) -> ShardResult:
 
     raw, final = Path(job.raw), Path(job.out) / job.name
     skipped, reencoded, count = [], 0, 0
-    with atomic.atomic_path(final) as tmp, tf.io.TFRecordWriter(str(tmp)) as writer:
-        for item in job.items:
-            src = raw / item.path
-            try:
-                img = normalise(src.read_bytes(), str(src))
-            except (BadImage, OSError) as exc:
-                if not job.skip_bad:
-                    raise PrepError(f"bad image {src}: {exc} (use --skip-bad to skip such files)") from None
-                skipped.append({"file": item.path, "reason": str(exc)})
-                continue
-            reencoded += bool(img.reencoded)
-            writer.write(records.encode(records.ImageRecord(
-                img.jpeg, item.label, item.synset, img.height, img.width, Path(item.path).name)))
-            count += 1
+    try:
+        with atomic.atomic_path(final) as tmp, tf.io.TFRecordWriter(str(tmp)) as writer:
+            for item in job.items:
+                src = raw / item.path
+                try:
+                    img = normalise(src.read_bytes(), str(src))
+                except (BadImage, OSError) as exc:
+                    if not job.skip_bad:
+                        raise PrepError(f"bad image {src}: {exc} "
+                                        "(use --skip-bad to skip such files)") from None
+                    skipped.append({"file": item.path, "reason": str(exc)})
+                    continue
+                reencoded += bool(img.reencoded)
+                writer.write(records.encode(records.ImageRecord(
+                    img.jpeg, item.label, item.synset, img.height, img.width, Path(item.path).name)))
+                count += 1
+    except (OSError, tf.errors.OpError) as exc:  # the source side is handled above: this is output
+        text = (getattr(exc, "message", None) or str(exc)).splitlines()[0]
+        raise PrepError(f"cannot write {final}: {text} (disk full or output dir not writable?)") from None
     result = ShardResult(job.name, count, manifest.sha256_of(final), job.digest, skipped, reencoded)
     atomic.write_json(Path(job.out) / STATE_DIR / (job.name + ".json"), asdict(result))
     return result

@@ -19,9 +19,11 @@ from pathlib import Path
 
 from . import atomic, checkpoint, integrity, manifest
 from .config import TrainConfig, make_plan
+from .watchdog import Watchdog
 
 REPORT = "train_report.json"
 INJECT_NAN_ENV = "HVDTRAIN_INJECT_NAN_AT_STEP"  # fault injection for tests: NaN loss at step k
+INJECT_STALL_ENV = "HVDTRAIN_INJECT_STALL"  # "RANK:STEP": that rank hangs before that step
 
 
 class TrainingError(RuntimeError):
@@ -111,11 +113,15 @@ def run_training(cfg: TrainConfig) -> dict:
             for var, value in zip(net.non_trainable_variables, averaged, strict=True):
                 var.assign(value)
 
+    watchdog = Watchdog(cfg.threads.stall_timeout, rt.rank)
+    stall_rank, _, stall_step = os.environ.get(INJECT_STALL_ENV, "-1:0").partition(":")
+
     def save(step: int) -> None:
-        sync_bn_statistics()
-        if rt.rank == 0:
-            path = _save_checkpoint(model_dir, step, ckpt, meta, cfg.keep_checkpoints)
-            rt.log(f"checkpoint {path}")
+        with watchdog.paused():
+            sync_bn_statistics()
+            if rt.rank == 0:
+                path = _save_checkpoint(model_dir, step, ckpt, meta, cfg.keep_checkpoints)
+                rt.log(f"checkpoint {path}")
 
     def lr_at(step: int) -> float:
         return float(lr(step - 1))
@@ -128,6 +134,8 @@ def run_training(cfg: TrainConfig) -> dict:
     xent, bad_steps = float("nan"), 0
     it = iter(ds)
     for step in range(start_step + 1, plan.train_steps + 1):
+        if rt.rank == int(stall_rank) and step == int(stall_step):
+            time.sleep(1e6)  # injected hang (tests): a rank stuck in I/O or in a bad node
         try:
             images, labels = next(it)
         except tf.errors.DataLossError as exc:
@@ -135,6 +143,7 @@ def run_training(cfg: TrainConfig) -> dict:
                                 f"({exc.message.splitlines()[0]}); run `hvdtrain verify "
                                 f"{cfg.data_dir}`") from None
         xent_t, applied = train_step(images, labels)
+        watchdog.kick(step)
         if not bool(applied):
             bad_steps += 1
             msg = (f"loss or gradients not finite at step {step} (loss {float(xent_t)}, "
@@ -165,9 +174,12 @@ def run_training(cfg: TrainConfig) -> dict:
         if step % cfg.checkpoint_every_steps == 0 and step < plan.train_steps:
             save(step)
         if eval_every and step % eval_every == 0 and step < plan.train_steps:
-            sync_bn_statistics()
-            res = evaluate.score(rt, net, cfg.data_dir, man, cfg.eval_batch_size, cfg.net.image_size)
+            with watchdog.paused():
+                sync_bn_statistics()
+                res = evaluate.score(rt, net, cfg.data_dir, man, cfg.eval_batch_size,
+                                     cfg.net.image_size)
             rt.log(evaluate.seed_line({**res, "global_step": step}))
+    watchdog.stop()
     t_end = time.perf_counter()
     steps_done = plan.train_steps - start_step
     save(plan.train_steps)  # averages the BN statistics first

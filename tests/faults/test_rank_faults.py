@@ -1,0 +1,100 @@
+"""A killed or stalled rank ends the whole job quickly with a clear message; a rerun resumes
+and finishes, converging like an uninterrupted run."""
+
+import contextlib
+import json
+import os
+import signal
+import time
+
+import pytest
+from helpers import FAST, Job, steps_logged
+
+from conftest import run
+
+pytestmark = pytest.mark.integration
+
+DEMO10 = ["--model", "resnet18", "--image-size", 32, "--train-batch-size", 128, "--train-epochs", 10,
+          "--warmup-epochs", 2, "--peak-lr", 0.4, "--min-crop-area", 0.35, "--no-random-flip",
+          "--log-every-steps", 5, "--checkpoint-every-steps", 20, "--eval-at-end"]
+
+
+def test_kill_one_rank_then_resume_matches_uninterrupted(demo_records, tmp_path):
+    ref = run(["train", "--data-dir", demo_records, "--model-dir", tmp_path / "ref", *DEMO10], np=2)
+    assert ref.returncode == 0, ref.stderr
+    ref_top1 = json.loads((tmp_path / "ref" / "eval_results.json").read_text())["top1"]
+
+    model = tmp_path / "m"
+    job = Job(["train", "--data-dir", demo_records, "--model-dir", model, *DEMO10], np=2)
+    job.wait_for(r"^step 50/110")
+    os.kill(job.rank_pid(1), signal.SIGKILL)
+    killed_at = time.monotonic()
+    code = job.wait(timeout=120)
+    took = time.monotonic() - killed_at
+    assert code != 0 and took < 60, (code, took)
+    assert "rank 1" in job.output and "signal 9" in job.output  # mpirun names the rank and cause
+
+    res = run(["train", "--data-dir", demo_records, "--model-dir", model, *DEMO10], np=2)
+    assert res.returncode == 0, res.stderr
+    assert "resumed from" in res.stdout and "ckpt-00000040" in res.stdout
+    rep = json.loads((model / "train_report.json").read_text())
+    assert rep["start_step"] == 40 and rep["train_steps"] == 110
+    top1 = json.loads((model / "eval_results.json").read_text())["top1"]
+    assert top1 >= 0.93 and abs(top1 - ref_top1) <= 0.04, (top1, ref_top1)
+
+
+@pytest.mark.parametrize("how", ["hung-main-thread", "frozen-process"])
+def test_stalled_rank_becomes_an_error_not_a_hang(demo_records, tmp_path, how):
+    """A rank stuck in its own code (Horovod's stall check reports it) or frozen whole (SIGSTOP:
+    the progress watchdog of the other rank ends the job)."""
+    env = {"HVDTRAIN_INJECT_STALL": "1:8"} if how == "hung-main-thread" else None
+    job = Job(["train", "--data-dir", demo_records, "--model-dir", tmp_path / "m", *FAST,
+               "--train-steps", 400, "--stall-timeout", 10], np=2, env=env)
+    job.wait_for(r"^step 5/400")
+    stalled_at = time.monotonic()
+    rank1 = job.rank_pid(1)
+    if how == "frozen-process":
+        os.kill(rank1, signal.SIGSTOP)
+    try:
+        code = job.wait(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(rank1, signal.SIGKILL)
+    assert code != 0 and time.monotonic() - stalled_at < 60, job.output[-3000:]
+    out = job.output.lower()
+    assert "stall" in out and ("rank 1" in out or "ranks: 1" in out or "missing ranks" in out), out[-3000:]
+
+
+def test_soak_five_kill_and_resume_cycles(demo_records, tmp_path):
+    """Killed at random steps five times, the run still finishes; the work redone per cycle is at
+    most one checkpoint interval; the final checkpoint loads and evaluates."""
+    import random
+
+    rng, model, total_steps, interval = random.Random(7), tmp_path / "m", 60, 5
+    args = ["train", "--data-dir", demo_records, "--model-dir", model, *FAST,
+            "--train-steps", total_steps, "--checkpoint-every-steps", interval]
+    executed, cycles = 0, 0
+    while cycles < 5:
+        job = Job(args, np=2)
+        start = 0
+        if m := _resumed(job):
+            start = m
+        kill_at = rng.randint(start + 2, min(total_steps - 1, start + 12))
+        job.wait_for(rf"^step {kill_at}/{total_steps}")
+        os.kill(job.rank_pid(rng.randint(0, 1)), signal.SIGKILL)
+        assert job.wait(timeout=120) != 0
+        done = steps_logged(job.output)
+        executed += len(done)
+        cycles += 1
+    final = run(args, np=2)
+    assert final.returncode == 0, final.stderr
+    executed += len(steps_logged(final.stdout))
+    assert executed - total_steps <= cycles * interval, (executed, total_steps)
+    ev = run(["eval", "--data-dir", demo_records, "--model-dir", model, "--eval-batch-size", 100])
+    assert ev.returncode == 0, ev.stderr
+    assert json.loads((model / "eval_results.json").read_text())["global_step"] == total_steps
+
+
+def _resumed(job) -> int | None:
+    m = job.wait_for(r"^(resumed from .*step (\d+),|step 1/)")
+    return int(m.group(2)) if m.group(2) else None
