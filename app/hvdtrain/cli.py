@@ -212,6 +212,66 @@ def eval_cmd(
 
 
 @app.command()
+def bench(
+    model: str = typer.Option("resnet50", help="Network (hvdtrain's ResNet family)."),
+    image_size: int = typer.Option(224, "--image-size", help="Input side in pixels."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Batch PER RANK."),
+    precision: str = typer.Option("fp32", help="fp32 | bf16 | bf32."),
+    input: str = typer.Option("synthetic", "--input",
+                              help="'synthetic', or a prep output dir (real TFRecords); "
+                                   "with --prep, a raw tree (default: synthetic 500x375 JPEGs)."),
+    steps: int = typer.Option(5, help="Steps per timed window."),
+    windows: int = typer.Option(3, help="Timed windows; the median is reported."),
+    warmup: int = typer.Option(3, help="Untimed steps first (graph tracing)."),
+    impl: str = typer.Option("hvdtrain", help="hvdtrain | keras (the tf.keras.applications "
+                                              "ResNet50 + DistributedGradientTape baseline)."),
+    eval_mode: bool = typer.Option(False, "--eval", help="Inference throughput instead of training."),
+    prep_mode: bool = typer.Option(False, "--prep", help="Prep throughput, 1 worker vs all."),
+    prep_images: int = typer.Option(1000, "--prep-images", help="Synthetic images for --prep."),
+    peak: bool = typer.Option(True, help="Also measure the matmul peak (fp32 and bf16)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (for scripts)."),
+    num_intra_threads: int | None = IntraOpt, num_inter_threads: int | None = InterOpt,
+    kmp_blocktime: int | None = BlocktimeOpt, kmp_affinity: str | None = AffinityOpt,
+):
+    """Training (or --eval inference, or --prep) throughput: median of timed windows after
+    warm-up, with a step-time breakdown and the share of this machine's matmul peak. Works
+    under mpirun (images_per_second is global)."""
+    import json
+
+    from .bench import BenchConfig, run_bench
+
+    if eval_mode and prep_mode:
+        _fail("--eval and --prep are alternatives")
+    mode = "eval" if eval_mode else "prep" if prep_mode else "train"
+    cfg = BenchConfig(mode, impl, model, image_size, batch_size, precision, input, steps, windows,
+                      warmup, peak, prep_images,
+                      _threads(num_intra_threads, num_inter_threads, kmp_blocktime, kmp_affinity))
+    res = _call(run_bench, cfg)
+    from . import topology
+
+    if topology.world_rank() != 0:
+        return
+    if as_json:
+        typer.echo(json.dumps(res))
+        return
+    if mode == "prep":
+        typer.echo(f"prep: {res['images']} images: {res['images_per_second_1_worker']:,.1f} images/s "
+                   f"with 1 worker, {res['images_per_second']:,.1f} with {res['workers']} "
+                   f"(scaling efficiency {res['scaling_efficiency']:.0%})")
+        return
+    typer.echo(f"{mode} {impl} {model} @{image_size}px batch {batch_size}/rank {precision}, "
+               f"{res['num_ranks']} rank(s): {res['images_per_second']:,.2f} images/s global "
+               f"(windows {res['window_rates_per_rank']} per rank)")
+    typer.echo(f"  step {res['step_ms']} ms: input wait {res['input_wait_ms_per_step']} ms"
+               + (f", allreduce {res['allreduce_ms_per_step']} ms (measured alone)"
+                  if "allreduce_ms_per_step" in res else ""))
+    if "peak_gflops" in res:
+        typer.echo(f"  {res['achieved_gflops_per_rank']} GFLOP/s per rank = "
+                   f"{res['share_of_peak']:.0%} of the matmul peak (fp32 {res['peak_gflops']['fp32']}, "
+                   f"bf16 {res['peak_gflops']['bf16']} GFLOP/s); {res['gflops_per_image']} GFLOP/image")
+
+
+@app.command()
 def info(as_json: bool = typer.Option(False, "--json", help="One JSON object instead of a table.")):
     """Versions (TF, oneDNN, Horovod and its built controllers/operations, MPI), the CPU's ISA
     (AVX-512, AMX) and the thread plan: the first thing to run inside the image."""

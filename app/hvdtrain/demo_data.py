@@ -57,3 +57,31 @@ def _save(scan: np.ndarray, size: int, path: Path) -> None:
     gray = (255 - scan * (255 / 16)).clip(0, 255).astype(np.uint8)  # dark ink on white paper
     img = Image.fromarray(gray, mode="L").resize((size, size), Image.BICUBIC).convert("RGB")
     img.save(path, format="JPEG", quality=95)
+
+
+def write_synthetic_tree(out: str | Path, num_images: int, num_classes: int = 10,
+                         size: tuple[int, int] = (500, 375), seed: int = 0) -> None:
+    """ImageNet-sized JPEGs (ImageNet's typical 500x375) for prep and input-pipeline benchmarks.
+
+    Smooth random colour fields plus grain: they compress to sizes like real photos (tens of
+    kB), unlike pure noise. A tenth is held out as validation/ with a labels file.
+    """
+    out = Path(out)
+    rng = np.random.default_rng(seed)
+    w, h = size
+    lines = []
+    for i in range(num_images):
+        small = rng.integers(0, 255, (h // 25, w // 25, 3), dtype=np.uint8)
+        img = Image.fromarray(small, "RGB").resize((w, h), Image.BICUBIC)
+        grain = rng.integers(-12, 12, (h, w, 3), dtype=np.int16)
+        arr = np.clip(np.asarray(img, np.int16) + grain, 0, 255).astype(np.uint8)
+        label = i % num_classes
+        if i % 10 == 9:
+            path = out / "validation" / f"ILSVRC2012_val_{len(lines) + 1:08d}.JPEG"
+            lines.append(wnid(label))
+        else:
+            path = out / "train" / wnid(label) / f"{wnid(label)}_{i:06d}.JPEG"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(arr, "RGB").save(path, format="JPEG", quality=90)
+    (out / "validation").mkdir(parents=True, exist_ok=True)
+    (out / "validation_labels.txt").write_text("\n".join(lines) + "\n")

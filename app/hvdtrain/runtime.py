@@ -20,7 +20,7 @@ class Runtime:
     rank: int
     size: int
     local_rank: int
-    threads: topology.ThreadSettings
+    threads: topology.ThreadSettings | None  # None: TensorFlow's own defaults (the baseline)
     precision: str
 
     def log(self, *args, **kw) -> None:
@@ -29,12 +29,14 @@ class Runtime:
             print(*args, **kw, flush=True)
 
 
-def start(flags: ThreadFlags, precision: str = "fp32") -> Runtime:
-    settings = topology.decide(flags.num_intra_threads, flags.num_inter_threads,
-                               flags.kmp_blocktime, flags.kmp_affinity)
+def start(flags: ThreadFlags, precision: str = "fp32", tf_defaults: bool = False) -> Runtime:
+    """``tf_defaults`` leaves threading to TensorFlow (what the benchmark's baseline measures)."""
+    settings = None if tf_defaults else topology.decide(
+        flags.num_intra_threads, flags.num_inter_threads, flags.kmp_blocktime, flags.kmp_affinity)
     if precision == "bf32":  # float32 model, oneDNN computes convolutions/matmuls in bfloat16
         os.environ["ONEDNN_DEFAULT_FPMATH_MODE"] = "BF16"
-    topology.apply(settings)
+    if settings:
+        topology.apply(settings)
     # A rank that stops answering (dead node, hung I/O) turns into an error instead of a hang:
     # Horovod warns at half the timeout and shuts the job down at the timeout.
     if flags.stall_timeout > 0:
@@ -42,7 +44,8 @@ def start(flags: ThreadFlags, precision: str = "fp32") -> Runtime:
         os.environ.setdefault("HOROVOD_STALL_SHUTDOWN_TIME_SECONDS", str(flags.stall_timeout))
     import tensorflow as tf
 
-    topology.configure_tensorflow(settings)
+    if settings:
+        topology.configure_tensorflow(settings)
     import horovod.tensorflow as hvd
 
     hvd.init()

@@ -5,9 +5,9 @@
 2. build the model and momentum SGD on the warm-up-then-decay schedule (``schedule``);
 3. rank 0 restores the newest valid checkpoint, then broadcasts every variable (weights,
    optimizer slots, step) from rank 0, so all ranks start identical;
-4. each step: forward/backward on this rank's batch, gradients averaged by Horovod's allreduce,
-   SGD update — the global batch is split evenly over the ranks. A step whose loss or gradients
-   are not finite is not applied; the run stops (or skips up to ``--max-bad-steps`` of them);
+4. each step (``step``): forward/backward on this rank's batch, gradients averaged by Horovod's
+   allreduce, SGD update — the global batch is split evenly over the ranks. A step whose loss or
+   gradients are not finite is not applied; the run stops (or skips up to ``--max-bad-steps``);
 5. rank 0 logs, writes TensorBoard summaries and checkpoints; at the end, train_report.json.
 """
 
@@ -19,6 +19,7 @@ from pathlib import Path
 
 from . import atomic, checkpoint, integrity, manifest
 from .config import TrainConfig, make_plan
+from .step import make_train_step
 from .watchdog import Watchdog
 
 REPORT = "train_report.json"
@@ -72,34 +73,8 @@ def run_training(cfg: TrainConfig) -> dict:
     ds = input_pipeline.train_dataset(cfg.data_dir, man, rt.rank, rt.size, plan.per_rank_batch,
                                       cfg.net.image_size, seed=cfg.seed, min_area=cfg.min_crop_area,
                                       flip=cfg.random_flip, start_step=start_step)
-    kernels = decayed_variables(net)
-    wd = cfg.net.weight_decay
-    inject_nan_at = int(os.environ.get(INJECT_NAN_ENV, "0"))
-
-    @tf.function
-    def train_step(images, labels):
-        with tf.GradientTape() as tape:
-            logits = net(images, training=True)
-            xent = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-                labels=labels, logits=tf.cast(logits, tf.float32)))
-            if inject_nan_at:  # traced only when the fault-injection hook is set
-                xent = tf.where(opt.iterations + 1 == inject_nan_at, float("nan"), xent)
-            loss = xent + wd * tf.add_n([tf.nn.l2_loss(tf.cast(v, tf.float32)) for v in kernels])
-        tape = hvd.DistributedGradientTape(tape)
-        grads = tape.gradient(loss, net.trainable_variables)
-        global_xent = hvd.allreduce(xent, name="xent")  # identical on every rank
-        # Gradients are allreduced, so every rank reaches the same verdict.
-        finite = tf.math.is_finite(global_xent) & tf.math.is_finite(tf.linalg.global_norm(grads))
-
-        def apply():
-            opt.apply_gradients(zip(grads, net.trainable_variables, strict=True))
-            return tf.constant(True)
-
-        def skip():  # keep step, LR and data position in step even when the update is dropped
-            opt.iterations.assign_add(1)
-            return tf.constant(False)
-
-        return global_xent, tf.cond(finite, apply, skip)
+    train_step = make_train_step(tf, hvd, net, opt, cfg.net.weight_decay, decayed_variables(net),
+                                 inject_nan_at=int(os.environ.get(INJECT_NAN_ENV, "0")))
 
     writer = tf.summary.create_file_writer(str(model_dir / "train")) if rt.rank == 0 else None
     meta = {"model": vars(cfg.net), "num_classes": num_classes, "data": fingerprint,

@@ -1,0 +1,42 @@
+"""The training step: forward, L2 weight decay, backward, Horovod allreduce, SGD update.
+
+One function builds it for ``hvdtrain train`` and ``hvdtrain bench`` alike, so the benchmark
+times exactly what training runs. The step returns the global (allreduced) cross-entropy and
+whether the update was applied: a step with a non-finite loss or gradient is dropped on every
+rank (the gradients are allreduced, so all ranks reach the same verdict), but still counted, so
+the step, the LR and the data position stay aligned.
+"""
+
+from __future__ import annotations
+
+
+def make_train_step(tf, hvd, net, opt, weight_decay: float, decayed: list, inject_nan_at: int = 0,
+                    compression=None):
+    compression = compression or hvd.Compression.none
+
+    @tf.function
+    def train_step(images, labels):
+        with tf.GradientTape() as tape:
+            logits = net(images, training=True)
+            xent = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+                labels=labels, logits=tf.cast(logits, tf.float32)))
+            if inject_nan_at:  # traced only when the fault-injection hook is set
+                xent = tf.where(opt.iterations + 1 == inject_nan_at, float("nan"), xent)
+            loss = xent + weight_decay * tf.add_n([tf.nn.l2_loss(tf.cast(v, tf.float32))
+                                                   for v in decayed])
+        tape = hvd.DistributedGradientTape(tape, compression=compression)
+        grads = tape.gradient(loss, net.trainable_variables)
+        global_xent = hvd.allreduce(xent, name="xent")  # identical on every rank
+        finite = tf.math.is_finite(global_xent) & tf.math.is_finite(tf.linalg.global_norm(grads))
+
+        def apply():
+            opt.apply_gradients(zip(grads, net.trainable_variables, strict=True))
+            return tf.constant(True)
+
+        def skip():
+            opt.iterations.assign_add(1)
+            return tf.constant(False)
+
+        return global_xent, tf.cond(finite, apply, skip)
+
+    return train_step
