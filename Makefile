@@ -17,7 +17,7 @@ export OMPI_ALLOW_RUN_AS_ROOT := 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 DEMO_DIR ?= build/demo
 
-.PHONY: help install demo test test-unit test-integration clean image image-test sif singularity-def lint container-tools
+.PHONY: help install demo test test-unit test-integration clean image image-test sif singularity-def lint container-tools bench
 
 help:
 	@echo "make demo     install, then demo-data -> prep -> verify -> train (mpirun -np 2) -> eval"
@@ -27,6 +27,7 @@ help:
 	@echo "make image-test  build the image's test stage (smoke test inside the image)"
 	@echo "make sif      convert the image to hvdtrain.sif (needs apptainer or singularity)"
 	@echo "make lint     hadolint on the Dockerfile, ruff on the Python"
+	@echo "make bench    hvdtrain vs the Keras/Horovod baseline, ratio table (~20 min)"
 
 install: $(STAMPS)/hvdtrain
 
@@ -166,3 +167,8 @@ $(STAMPS)/lint-tools: $(STAMPS)/hvdtrain
 lint: $(STAMPS)/lint-tools
 	$(VENV)/bin/hadolint --config containers/hadolint.yaml containers/Dockerfile
 	$(VENV)/bin/ruff check app tests containers
+
+# ------------------------------------------------------------------------------ benchmarks
+# hvdtrain vs the Horovod/Keras baseline, interleaved; ratio table + bench/results/<time>.json.
+bench: install
+	$(PY) -m hvdtrain.bench_suite --out bench/results --work build/bench

@@ -75,7 +75,7 @@ def write_synthetic_tree(out: str | Path, num_images: int, num_classes: int = 10
         img = Image.fromarray(small, "RGB").resize((w, h), Image.BICUBIC)
         grain = rng.integers(-12, 12, (h, w, 3), dtype=np.int16)
         arr = np.clip(np.asarray(img, np.int16) + grain, 0, 255).astype(np.uint8)
-        label = i % num_classes
+        label = (i + i // 10) % num_classes  # rotates, so held-out images cover every class
         if i % 10 == 9:
             path = out / "validation" / f"ILSVRC2012_val_{len(lines) + 1:08d}.JPEG"
             lines.append(wnid(label))
