@@ -4,8 +4,9 @@
 #   NP=512 PPN=2 SIF=hvdtrain.sif BINDS=/scratch,/models \
 #     entrypoints/mpirun-singularity.sh train --train-batch-size 24576 --train-steps 4680 ...
 #
-# NP     ranks in all (default 2)            PPN   ranks per node (default 2: one per socket,
-# SIF    image file (default hvdtrain.sif)         the seed's 2 workers x 24 cores on 2S nodes)
+# NP     ranks in all (default 2)            PPN   ranks per node (default: one per socket of this
+# SIF    image file (default hvdtrain.sif)         node: the seed's 2 workers on 2-socket nodes;
+#                                                  1 on one socket, where 1 rank x all cores is faster)
 # BINDS  comma-separated host dirs to mount (data, model dir)
 # HOSTFILE  optional hostfile for Open MPI / Intel MPI        DRY_RUN=1 prints the command only
 #
@@ -16,7 +17,9 @@
 # Each rank is bound to its socket; inside, the entrypoint sizes the thread pools to the cores of
 # that binding (the seed's intra_op=22, inter_op=2 on 24-core sockets) unless OMP_NUM_THREADS is set.
 set -eu
-NP=${NP:-2} PPN=${PPN:-2} SIF=${SIF:-hvdtrain.sif} BINDS=${BINDS:-}
+sockets=$(lscpu -p=SOCKET 2>/dev/null | grep -v '^#' | sort -u | wc -l)
+NP=${NP:-2} PPN=${PPN:-${sockets:-1}} SIF=${SIF:-hvdtrain.sif} BINDS=${BINDS:-}
+[ "$PPN" -ge 1 ] 2>/dev/null || PPN=1
 runner=$(command -v apptainer || command -v singularity || echo singularity)
 mpirun_bin=${MPIRUN:-mpirun}
 flavour=$($mpirun_bin --version 2>/dev/null | head -n 1 || true)

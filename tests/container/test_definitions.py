@@ -95,3 +95,16 @@ def test_batch_templates_reproduce_the_seed_run(script):
     for flag in ("--train_batch_size 24576", "--train_steps 4680", "--num_intra_threads 22",
                  "--num_inter_threads 2", "--kmp_blocktime 1", "--use_tpu=False"):
         assert flag in text
+
+
+def test_launcher_defaults_to_one_rank_per_socket(tmp_path):
+    sockets = subprocess.run("lscpu -p=SOCKET | grep -v '^#' | sort -u | wc -l", shell=True,
+                             capture_output=True, text=True).stdout.strip()
+    env = {k: v for k, v in os.environ.items() if k != "PPN"}
+    fake = tmp_path / "mpirun"
+    fake.write_text("#!/bin/sh\necho 'mpirun (Open MPI) 4.1.4'\n")
+    fake.chmod(0o755)
+    res = subprocess.run(["sh", str(ROOT / "entrypoints/mpirun-singularity.sh"), "info"],
+                         capture_output=True, text=True,
+                         env={**env, "DRY_RUN": "1", "MPIRUN": str(fake)})
+    assert f"--npernode {sockets} " in res.stdout, res.stdout
