@@ -150,11 +150,13 @@ image: container-tools
 image-test: container-tools
 	$(BUILD) --target test -t $(IMAGE)-test .
 
-sif: image
-	@tool=$$(command -v apptainer || command -v singularity || true); \
-	if [ -z "$$tool" ]; then echo "[sif] neither apptainer nor singularity is installed: cannot build hvdtrain.sif" >&2; exit 1; fi; \
-	mkdir -p build && $(ENGINE) save --format docker-archive -o build/hvdtrain-$(MPI).tar $(IMAGE) && \
-	$$tool build --force hvdtrain.sif docker-archive://build/hvdtrain-$(MPI).tar
+sif:
+	@command -v apptainer >/dev/null || command -v singularity >/dev/null || \
+	  { echo "[sif] neither apptainer nor singularity is installed: cannot build hvdtrain.sif" >&2; exit 1; }
+	$(MAKE) image
+	mkdir -p build
+	$(ENGINE) save --format docker-archive -o build/hvdtrain-$(MPI).tar $(IMAGE)
+	$$(command -v apptainer || command -v singularity) build --force hvdtrain.sif docker-archive://build/hvdtrain-$(MPI).tar
 
 singularity-def: install
 	$(PY) containers/make_singularity_def.py containers/Dockerfile > containers/Singularity.def.new

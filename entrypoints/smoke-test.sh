@@ -5,9 +5,9 @@ set -eu
 work=${1:-/tmp/hvdtrain-smoke}
 rm -rf "$work"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-case "${HVDTRAIN_MPI:-openmpi}" in
-  intel)   MPIRUN="mpirun -np 2 -genv FI_PROVIDER ${FI_PROVIDER:-tcp}" ;;
-  *)       MPIRUN="mpirun -np 2 --oversubscribe --bind-to none" ;;
+case "$(mpirun --version 2>&1 | head -n 1)" in   # the MPI actually in the image
+  *"Intel(R) MPI"*) MPIRUN="mpirun -np 2 -genv I_MPI_FABRICS shm -genv FI_PROVIDER ${FI_PROVIDER:-tcp}" ;;
+  *)                MPIRUN="mpirun -np 2 --oversubscribe --bind-to none" ;;
 esac
 hvdtrain info
 hvdtrain demo-data "$work/raw"
