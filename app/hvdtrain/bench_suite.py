@@ -133,6 +133,7 @@ def main() -> None:
     ap.add_argument("--out", default="bench/results")
     ap.add_argument("--work", default="build/bench")
     args = ap.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the in-process prep's workers inherit it
     run_suite(args.quick, Path(args.out), Path(args.work))
 
 

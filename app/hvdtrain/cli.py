@@ -42,10 +42,6 @@ def _call(fn, *args, **kw):
 
 
 # ---------------------------------------------------------------- shared option declarations
-def _threads(intra, inter, blocktime, affinity, stall_timeout=60) -> ThreadFlags:
-    return ThreadFlags(intra, inter, blocktime, affinity, stall_timeout)
-
-
 IntraOpt = typer.Option(None, "--num-intra-threads", "--num_intra_threads",
                         help="Intra-op threads per rank (seed: 22). Default: this rank's cores.")
 InterOpt = typer.Option(None, "--num-inter-threads", "--num_inter_threads",
@@ -177,7 +173,7 @@ def train(
 
     cfg = TrainConfig(
         data_dir, model_dir, ModelFlags(model, image_size, bn_decay, weight_decay, precision),
-        _threads(num_intra_threads, num_inter_threads, kmp_blocktime, kmp_affinity, stall_timeout),
+        ThreadFlags(num_intra_threads, num_inter_threads, kmp_blocktime, kmp_affinity, stall_timeout),
         train_batch_size, train_steps, train_epochs, warmup_epochs, warmup_steps, base_lr, peak_lr,
         0.9, checkpoint_every_steps, log_every_steps, eval_at_end, eval_every_epochs,
         eval_batch_size, min_crop_area, random_flip, seed, keep_checkpoints, max_bad_steps,
@@ -205,7 +201,7 @@ def eval_cmd(
 
     try:
         _call(run_eval, data_dir, model_dir, checkpoint, eval_batch_size,
-              _threads(num_intra_threads, num_inter_threads, kmp_blocktime, kmp_affinity,
+              ThreadFlags(num_intra_threads, num_inter_threads, kmp_blocktime, kmp_affinity,
                        stall_timeout), precision, skip_corrupt_shards)
     except ValueError as exc:
         _fail(str(exc))
@@ -245,7 +241,7 @@ def bench(
     mode = "eval" if eval_mode else "prep" if prep_mode else "train"
     cfg = BenchConfig(mode, impl, model, image_size, batch_size, precision, input, steps, windows,
                       warmup, peak, prep_images,
-                      _threads(num_intra_threads, num_inter_threads, kmp_blocktime, kmp_affinity))
+                      ThreadFlags(num_intra_threads, num_inter_threads, kmp_blocktime, kmp_affinity))
     res = _call(run_bench, cfg)
     from . import topology
 

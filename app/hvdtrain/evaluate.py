@@ -7,7 +7,6 @@ with masked blanks so no rank waits on an allreduce the others never reach; the 
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -101,7 +100,3 @@ def run_eval(data_dir: Path, model_dir: Path, checkpoint_path: Path | None = Non
         write_results(model_dir, res)
         rt.log(seed_line(res))
     return res
-
-
-def load_results(model_dir) -> dict:
-    return json.loads((Path(model_dir) / RESULTS).read_text())

@@ -113,8 +113,8 @@ def train_records(files: list[str], counts: list[int], rank: int, size: int, see
 
 
 def train_dataset(data_dir, man: dict, rank: int, size: int, batch: int, image_size: int,
-                  seed: int = 0, min_area: float = 0.08, flip: bool = True, start_step: int = 0,
-                  threads: int | None = None) -> tf.data.Dataset:
+                  seed: int = 0, min_area: float = 0.08, flip: bool = True,
+                  start_step: int = 0) -> tf.data.Dataset:
     files = _files(data_dir, man, records.TRAIN)
     counts = manifest.shard_counts(man, records.TRAIN)
     ds = train_records(files, counts, rank, size, seed, start_records=start_step * batch)
@@ -126,7 +126,7 @@ def train_dataset(data_dir, man: dict, rank: int, size: int, batch: int, image_s
         return train_preprocess(encoded, image_size, min_area, flip), label
 
     ds = ds.map(parse, num_parallel_calls=AUTOTUNE).batch(batch, drop_remainder=True)
-    return _with_options(ds.prefetch(AUTOTUNE), threads)
+    return ds.prefetch(AUTOTUNE)
 
 
 def eval_counts(man: dict, size: int) -> list[int]:
@@ -134,8 +134,8 @@ def eval_counts(man: dict, size: int) -> list[int]:
     return rank_counts(manifest.shard_counts(man, records.VALIDATION), size)
 
 
-def eval_dataset(data_dir, man: dict, rank: int, size: int, batch: int, image_size: int,
-                 threads: int | None = None) -> tuple[tf.data.Dataset, int]:
+def eval_dataset(data_dir, man: dict, rank: int, size: int, batch: int,
+                 image_size: int) -> tuple[tf.data.Dataset, int]:
     """(images, labels, mask) batches; padded so every rank runs the same number of steps.
 
     Every validation image is scored exactly once over all ranks; padding has mask 0.
@@ -154,8 +154,7 @@ def eval_dataset(data_dir, man: dict, rank: int, size: int, batch: int, image_si
     if pad:
         blank = (tf.zeros([image_size, image_size, 3]), tf.constant(0, tf.int32), tf.constant(0.0))
         ds = ds.concatenate(tf.data.Dataset.from_tensors(blank).repeat(pad))
-    ds = ds.batch(batch, drop_remainder=True).prefetch(AUTOTUNE)
-    return _with_options(ds, threads), steps
+    return ds.batch(batch, drop_remainder=True).prefetch(AUTOTUNE), steps
 
 
 def synthetic_dataset(batch: int, image_size: int, num_classes: int) -> tf.data.Dataset:
@@ -164,12 +163,3 @@ def synthetic_dataset(batch: int, image_size: int, num_classes: int) -> tf.data.
                                          minval=-2.0, maxval=2.0)
     labels = tf.random.stateless_uniform([batch], seed=(3, 4), maxval=num_classes, dtype=tf.int32)
     return tf.data.Dataset.from_tensors((images, labels)).repeat()
-
-
-def _with_options(ds: tf.data.Dataset, threads: int | None) -> tf.data.Dataset:
-    if threads:
-        opts = tf.data.Options()
-        opts.threading.private_threadpool_size = threads
-        ds = ds.with_options(opts)
-    return ds
-

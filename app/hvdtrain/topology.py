@@ -16,7 +16,6 @@ from dataclasses import dataclass
 _RANK_VARS = ("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID")
 _SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS")
 _LOCAL_SIZE_VARS = ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE")
-_LOCAL_RANK_VARS = ("OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID")
 
 
 def _first_int(names, default: int) -> int:
@@ -37,10 +36,6 @@ def world_size() -> int:
 
 def local_size() -> int:
     return max(1, _first_int(_LOCAL_SIZE_VARS, 1))
-
-
-def local_rank() -> int:
-    return _first_int(_LOCAL_RANK_VARS, 0)
 
 
 def launched_by_mpi() -> bool:
