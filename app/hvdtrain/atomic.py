@@ -55,6 +55,12 @@ def fsync_dir(path: str | os.PathLike) -> None:
         fsync_file(path)
 
 
+def write_failure(target: str | os.PathLike, exc: BaseException, where: str) -> str:
+    """One line for a failed write (full disk, read-only dir), from an OSError or a TF error."""
+    text = (getattr(exc, "message", None) or str(exc)).splitlines()[0]
+    return f"cannot write {target}: {text} (disk full or {where} not writable?)"
+
+
 def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
     """Delete leftovers of interrupted writes (files named by ``atomic_path``)."""
     removed = []

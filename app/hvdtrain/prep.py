@@ -175,8 +175,7 @@ def write_shard(job: ShardJob) -> ShardResult:
                     img.jpeg, item.label, item.synset, img.height, img.width, Path(item.path).name)))
                 count += 1
     except (OSError, tf.errors.OpError) as exc:  # the source side is handled above: this is output
-        text = (getattr(exc, "message", None) or str(exc)).splitlines()[0]
-        raise PrepError(f"cannot write {final}: {text} (disk full or output dir not writable?)") from None
+        raise PrepError(atomic.write_failure(final, exc, "output dir")) from None
     result = ShardResult(job.name, count, manifest.sha256_of(final), job.digest, skipped, reencoded)
     atomic.write_json(Path(job.out) / STATE_DIR / (job.name + ".json"), asdict(result))
     return result

@@ -19,7 +19,6 @@ class Runtime:
     hvd: object
     rank: int
     size: int
-    local_rank: int
     threads: topology.ThreadSettings | None  # None: TensorFlow's own defaults (the baseline)
     precision: str
 
@@ -51,4 +50,4 @@ def start(flags: ThreadFlags, precision: str = "fp32", tf_defaults: bool = False
     hvd.init()
     if precision == "bf16":  # bfloat16 compute (AMX), float32 master weights and loss
         tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    return Runtime(tf, hvd, hvd.rank(), hvd.size(), hvd.local_rank(), settings, precision)
+    return Runtime(tf, hvd, hvd.rank(), hvd.size(), settings, precision)

@@ -213,9 +213,8 @@ def _write_or_explain(target: Path, write):
     try:
         return write(target)
     except (OSError, tf.errors.OpError) as exc:
-        text = getattr(exc, "message", None) or str(exc)
-        raise TrainingError(f"cannot write {target}: {text.splitlines()[0]} (disk full or model "
-                            f"dir not writable?); the previous checkpoint is intact") from None
+        raise TrainingError(atomic.write_failure(target, exc, "model dir")
+                            + "; the previous checkpoint is intact") from None
 
 
 def _rank_checksums(rt, variables) -> list[float]:
