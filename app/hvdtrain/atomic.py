@@ -55,6 +55,16 @@ def fsync_dir(path: str | os.PathLike) -> None:
         fsync_file(path)
 
 
+def ensure_writable_dir(directory: str | os.PathLike) -> None:
+    """Create ``directory`` and prove a file can be written in it (raises OSError otherwise), so a
+    job fails at start rather than at its first save."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    # Not TMP_PREFIX: prep's rank 0 sweeps .tmp-* while other ranks may still be probing.
+    with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-test-"):
+        pass
+
+
 def write_failure(target: str | os.PathLike, exc: BaseException, where: str) -> str:
     """One line for a failed write (full disk, read-only dir), from an OSError or a TF error."""
     text = (getattr(exc, "message", None) or str(exc)).splitlines()[0]

@@ -42,9 +42,7 @@ def score(rt, net, data_dir, man: dict, batch: int, image_size: int) -> dict:
             if i in marks:
                 rt.log(f"Evaluation [{i}/{steps}]")
     except tf.errors.DataLossError as exc:
-        raise integrity.CorruptData(f"rank {rt.rank}: corrupt record in its validation shards "
-                                    f"({exc.message.splitlines()[0]}); run `hvdtrain verify "
-                                    f"{data_dir}`") from None
+        raise integrity.corrupt_record(rt.rank, "validation", data_dir, exc) from None
     totals = hvd.allreduce(totals, op=hvd.Sum, name="eval_totals").numpy()
     secs = time.perf_counter() - start
     n = int(totals[3] + 0.5)

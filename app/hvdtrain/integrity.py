@@ -27,6 +27,12 @@ def check_shard(path: Path, expected: dict) -> str | None:
     return None
 
 
+def corrupt_record(rank: int, split: str, data_dir, exc) -> CorruptData:
+    """The error for a record that fails to read mid-run (a TFRecord CRC or length mismatch)."""
+    return CorruptData(f"rank {rank}: corrupt record in its {split} shards "
+                       f"({exc.message.splitlines()[0]}); run `hvdtrain verify {data_dir}`")
+
+
 def usable_manifest(rt, data_dir, man: dict, split: str, skip_corrupt: bool = False) -> dict:
     """The manifest to run with: unchanged when every shard of ``split`` is intact."""
     shards = man[split]["shards"]

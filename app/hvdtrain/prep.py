@@ -263,11 +263,8 @@ def run_prep(cfg: PrepConfig, log=print) -> dict:
         if n < 1 or n > len(items):
             raise PrepError(f"{flag} {n} must be between 1 and the number of images ({len(items)})")
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        atomic.ensure_writable_dir(out)
         (out / STATE_DIR).mkdir(exist_ok=True)
-        probe = out / f".write-test-{comm.rank}"
-        probe.write_bytes(b"ok")
-        probe.unlink()
     except OSError as exc:
         raise PrepError(f"output dir {out} is not writable: {exc}") from None
     if comm.rank == 0:

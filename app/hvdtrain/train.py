@@ -114,9 +114,7 @@ def run_training(cfg: TrainConfig) -> dict:
         try:
             images, labels = next(it)
         except tf.errors.DataLossError as exc:
-            raise TrainingError(f"rank {rt.rank}: corrupt record in its training shards "
-                                f"({exc.message.splitlines()[0]}); run `hvdtrain verify "
-                                f"{cfg.data_dir}`") from None
+            raise integrity.corrupt_record(rt.rank, "train", cfg.data_dir, exc) from None
         xent_t, applied = train_step(images, labels)
         watchdog.kick(step)
         if not bool(applied):
@@ -191,10 +189,7 @@ def run_training(cfg: TrainConfig) -> dict:
 def _prepare_model_dir(rt, model_dir: Path) -> None:
     """Rank 0: the model dir must be writable before the first step, not at the first save."""
     try:
-        model_dir.mkdir(parents=True, exist_ok=True)
-        probe = model_dir / ".write-test"
-        probe.write_bytes(b"ok")
-        probe.unlink()
+        atomic.ensure_writable_dir(model_dir)
     except OSError as exc:
         raise TrainingError(f"--model-dir {model_dir} is not writable: {exc}") from None
     for p in checkpoint.remove_partial(model_dir):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import manifest, records
+from . import integrity, manifest, records
 
 
 def verify_dataset(data_dir: str | Path, log=print) -> list[str]:
@@ -24,11 +24,10 @@ def verify_dataset(data_dir: str | Path, log=print) -> list[str]:
     for split in records.SPLITS:
         for shard in man[split]["shards"]:
             path = data_dir / shard["name"]
-            if not path.is_file():
-                problems.append(f"{path}: missing")
-                continue
-            if manifest.sha256_of(path) != shard["sha256"]:
-                problems.append(f"{path}: sha256 differs from the manifest (file changed or corrupt)")
+            if why := integrity.check_shard(path, shard):
+                problems.append(f"{path}: {why}")
+                if not path.is_file():
+                    continue
             count = 0
             try:
                 for raw in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
