@@ -55,8 +55,8 @@ DataDirOpt = typer.Option(..., "--data-dir", "--data_dir",
 ModelDirOpt = typer.Option(..., "--model-dir", "--model_dir",
                            help="Checkpoints, TensorBoard logs and reports (written by rank 0).")
 StallOpt = typer.Option(60, "--stall-timeout",
-                        help="Seconds a rank may stall in a collective before the job stops "
-                             "with an error (Horovod's stall shutdown; 0 = never).")
+                        help="Seconds without a finished training step before the job stops with an "
+                             "error naming the stalled rank (0 = never).")
 SkipCorruptOpt = typer.Option(False, "--skip-corrupt-shards",
                               help="Leave out shards whose sha256 differs from the manifest "
                                    "(and say so) instead of stopping.")

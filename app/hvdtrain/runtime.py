@@ -37,10 +37,11 @@ def start(flags: ThreadFlags, precision: str = "fp32", tf_defaults: bool = False
     if settings:
         topology.apply(settings)
     # A rank that stops answering (dead node, hung I/O) turns into an error instead of a hang:
-    # Horovod warns at half the timeout and shuts the job down at the timeout.
+    # Horovod warns at half the timeout; hvdtrain's watchdog (which names the rank) stops the job at
+    # the timeout; Horovod's own shutdown at twice the timeout is the backstop.
     if flags.stall_timeout > 0:
         os.environ.setdefault("HOROVOD_STALL_CHECK_TIME_SECONDS", str(max(1, flags.stall_timeout // 2)))
-        os.environ.setdefault("HOROVOD_STALL_SHUTDOWN_TIME_SECONDS", str(flags.stall_timeout))
+        os.environ.setdefault("HOROVOD_STALL_SHUTDOWN_TIME_SECONDS", str(2 * flags.stall_timeout))
     import tensorflow as tf
 
     if settings:

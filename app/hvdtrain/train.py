@@ -14,13 +14,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 
 from . import atomic, checkpoint, integrity, manifest
 from .config import TrainConfig, make_plan
 from .step import make_train_step
-from .watchdog import Watchdog
+from .watchdog import HEARTBEATS, Watchdog
 
 REPORT = "train_report.json"
 INJECT_NAN_ENV = "HVDTRAIN_INJECT_NAN_AT_STEP"  # fault injection for tests: NaN loss at step k
@@ -88,7 +89,7 @@ def run_training(cfg: TrainConfig) -> dict:
             for var, value in zip(net.non_trainable_variables, averaged, strict=True):
                 var.assign(value)
 
-    watchdog = Watchdog(cfg.threads.stall_timeout, rt.rank)
+    watchdog = Watchdog(cfg.threads.stall_timeout, rt.rank, rt.size, model_dir / HEARTBEATS)
     stall_rank, _, stall_step = os.environ.get(INJECT_STALL_ENV, "-1:0").partition(":")
 
     def save(step: int) -> None:
@@ -115,6 +116,7 @@ def run_training(cfg: TrainConfig) -> dict:
             images, labels = next(it)
         except tf.errors.DataLossError as exc:
             raise integrity.corrupt_record(rt.rank, "train", cfg.data_dir, exc) from None
+        watchdog.entering_step()
         xent_t, applied = train_step(images, labels)
         watchdog.kick(step)
         if not bool(applied):
@@ -194,6 +196,7 @@ def _prepare_model_dir(rt, model_dir: Path) -> None:
         raise TrainingError(f"--model-dir {model_dir} is not writable: {exc}") from None
     for p in checkpoint.remove_partial(model_dir):
         rt.log(f"removed unfinished checkpoint {p}")
+    shutil.rmtree(model_dir / HEARTBEATS, ignore_errors=True)  # of an earlier run; ranks beat after step 1
 
 
 def _save_checkpoint(model_dir: Path, step: int, ckpt, meta: dict, keep: int) -> Path:
