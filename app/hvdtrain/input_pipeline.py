@@ -3,9 +3,10 @@
 Train: random-resized crop done inside the JPEG decoder (``decode_and_crop_jpeg`` decodes only the
 crop), resize, random flip, normalise. Eval: centre crop of image_size/(image_size+32) of the
 shorter side. Each rank reads a disjoint set of shard files when there are at least as many files
-as ranks, else a disjoint record-level shard. Training repeats forever in an order that is a
-function of its position (so a resume continues where the checkpoint was); the plan fixes the
-step count so every rank runs the same number of steps whatever the shard sizes.
+as ranks, else a disjoint record-level shard. Training repeats forever; its order, shuffle and
+augmentation are stateless functions of (seed, rank, position), so a resume continues exactly
+where the checkpoint was. The plan fixes the step count so every rank runs the same number of
+steps whatever the shard sizes.
 """
 
 from __future__ import annotations
@@ -29,10 +30,13 @@ def _resize(image, size: int):
     return tf.image.resize(image, [size, size], method=tf.image.ResizeMethod.BICUBIC)
 
 
-def train_preprocess(encoded, image_size: int, min_area: float = 0.08, flip: bool = True):
+def train_preprocess(encoded, image_size: int, seed, min_area: float = 0.08, flip: bool = True):
+    """Random-resized crop and flip, drawn from ``seed`` (shape [2]): the same record at the same
+    stream position gets the same augmentation in every run, which makes a resumed run exact."""
+    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     shape = tf.image.extract_jpeg_shape(encoded)
-    begin, crop_size, _ = tf.image.sample_distorted_bounding_box(
-        shape, bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4]),
+    begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        shape, bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4]), seed=crop_seed,
         min_object_covered=0.1, aspect_ratio_range=(3 / 4, 4 / 3), area_range=(min_area, 1.0),
         max_attempts=10, use_image_if_no_bounding_boxes=True)
     # After 10 failed attempts the sampler returns the whole image: use the eval crop instead.
@@ -43,7 +47,7 @@ def train_preprocess(encoded, image_size: int, min_area: float = 0.08, flip: boo
                     lambda: tf.image.decode_and_crop_jpeg(encoded, window, channels=3))
     image = _resize(image, image_size)
     if flip:
-        image = tf.image.random_flip_left_right(image)
+        image = tf.image.stateless_random_flip_left_right(image, flip_seed)
     return _normalise(image)
 
 
@@ -86,47 +90,65 @@ def rank_counts(counts: list[int], size: int) -> list[int]:
     return [len(range(r, total, size)) for r in range(size)]
 
 
+def shuffle_block_size(batch: int) -> int:
+    """Records shuffled together (like a shuffle buffer of this size; prep already mixed classes)."""
+    return max(1024, 4 * batch)
+
+
 def train_records(files: list[str], counts: list[int], rank: int, size: int, seed: int,
-                  start_records: int = 0) -> tf.data.Dataset:
+                  block: int = 1024, start_records: int = 0) -> tf.data.Dataset:
     """This rank's endless training stream, ``start_records`` records in.
 
     Epoch ``e`` reads the rank's files in an order fixed by (seed, rank, e), interleaved
-    deterministically, so the stream is a pure function of its position: a resumed run skips
-    straight to where its checkpoint was (give or take the shuffle buffer that follows).
+    deterministically, and shuffles each run of ``block`` records in an order fixed by (seed, rank,
+    e, block). Unlike a shuffle buffer this keeps no state, so the stream is a pure function of its
+    position: a resumed run continues exactly where its checkpoint was.
     """
     epoch0, offset = divmod(start_records, rank_counts(counts, size)[rank])
     mine = rank_files(files, rank, size)
-    if mine is None:  # fewer files than ranks: the record shuffle buffer does the mixing
-        def epoch_stream(epoch):
-            return tf.data.TFRecordDataset(files).shard(size, rank)
-    else:
-        names = tf.constant(mine)
-        last = len(mine) - 1
+    names = tf.constant(mine or files)
+    last = len(mine or files) - 1
+    stream_id = tf.constant(seed * 1000 + rank, tf.int64)
 
-        def epoch_stream(epoch):
-            key = tf.stack([tf.constant(seed * 1000 + rank, tf.int64), epoch])
-            order = tf.data.Dataset.range(len(mine)).map(
-                lambda i: tf.gather(names, tf.random.experimental.index_shuffle(i, key, last)))
-            return order.interleave(tf.data.TFRecordDataset, cycle_length=min(8, len(mine)),
-                                    num_parallel_calls=AUTOTUNE, deterministic=True)
+    def file_order(epoch):
+        if mine is None:  # fewer files than ranks: a record-level shard, the block shuffle mixes it
+            return tf.data.TFRecordDataset(files).shard(size, rank)
+        key = tf.stack([stream_id, epoch])
+        order = tf.data.Dataset.range(len(mine)).map(
+            lambda i: tf.gather(names, tf.random.experimental.index_shuffle(i, key, last)))
+        return order.interleave(tf.data.TFRecordDataset, cycle_length=min(8, len(mine)),
+                                num_parallel_calls=AUTOTUNE, deterministic=True)
+
+    def epoch_stream(epoch):
+        def shuffle(k, recs):
+            noise = tf.random.stateless_uniform(tf.shape(recs), tf.stack([stream_id, epoch * (1 << 31) + k]))
+            return tf.gather(recs, tf.argsort(noise))
+        blocks = file_order(epoch).batch(block).enumerate().map(shuffle).prefetch(1)
+        return blocks.unbatch()
+
     return tf.data.Dataset.range(epoch0, 1 << 62).flat_map(epoch_stream).skip(offset)
 
 
 def train_dataset(data_dir, man: dict, rank: int, size: int, batch: int, image_size: int,
                   seed: int = 0, min_area: float = 0.08, flip: bool = True,
                   start_step: int = 0) -> tf.data.Dataset:
+    """Batches of (images, labels); record ``p`` of this rank's stream is augmented with a seed
+    made of (seed, rank, p), so the whole stream, pixels included, is a function of its position."""
     files = _files(data_dir, man, records.TRAIN)
     counts = manifest.shard_counts(man, records.TRAIN)
-    ds = train_records(files, counts, rank, size, seed, start_records=start_step * batch)
+    start = start_step * batch
+    ds = train_records(files, counts, rank, size, seed, shuffle_block_size(batch), start_records=start)
+    positions = tf.data.Dataset.range(start, 1 << 62)
     offset = int(man["label_offset"])
-    ds = ds.shuffle(max(1024, 4 * batch), seed=seed * 1000 + rank)
+    stream_id = tf.constant(seed * 1000 + rank + (1 << 40), tf.int64)
 
-    def parse(serialized):
+    def parse(position, serialized):
         encoded, label = records.parse_for_training(serialized, offset)
-        return train_preprocess(encoded, image_size, min_area, flip), label
+        aug_seed = tf.stack([stream_id, position])
+        return train_preprocess(encoded, image_size, aug_seed, min_area, flip), label
 
-    ds = ds.map(parse, num_parallel_calls=AUTOTUNE).batch(batch, drop_remainder=True)
-    return ds.prefetch(AUTOTUNE)
+    ds = tf.data.Dataset.zip((positions, ds)).map(parse, num_parallel_calls=AUTOTUNE)
+    return ds.batch(batch, drop_remainder=True).prefetch(AUTOTUNE)
 
 
 def eval_counts(man: dict, size: int) -> list[int]:

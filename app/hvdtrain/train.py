@@ -57,6 +57,7 @@ def run_training(cfg: TrainConfig) -> dict:
     from .schedule import keras_schedule
 
     num_classes = int(man["num_classes"])
+    tf.keras.utils.set_random_seed(cfg.seed)  # the initial weights (rank 0's are broadcast) are seeded too
     net = build_resnet(cfg.net.model, num_classes, cfg.net.image_size, cfg.net.bn_decay)
     lr = keras_schedule(plan.base_lr, plan.peak_lr, plan.warmup_steps, plan.train_steps)
     opt = tf.keras.optimizers.SGD(learning_rate=lr, momentum=cfg.momentum)
