@@ -40,7 +40,7 @@ def test_culprit_message_names_host_pid_and_step(tmp_path):
     beat = json.loads((d / "rank-00001").read_text())
     (d / "rank-00001").write_text(json.dumps({**beat, "time": 1.0}))  # long ago
     msg = w._culprits()
-    assert msg.startswith("rank 1 (host ") and "last step 12" in msg and "not been heard from" in msg
+    assert msg.startswith("rank 1 (host ") and "after step 12" in msg and "not been heard from" in msg
     w.stop()
     assert not (d / "rank-00000").exists()
 

@@ -100,13 +100,13 @@ class Watchdog:
         beats = [b for b in beats if b["rank"] != self.rank] + [self._own_beat()]
         stale = stale_ranks(beats, time.time(), max(3 * self.beat_every, self.timeout / 2))
         if stale:
-            return "; ".join(f"{_who(b)} has not been heard from for {age:.0f} s: frozen, dead or cut off"
-                             for b, age in stale)
+            return "; ".join(f"{_who(b)} has not been heard from for {age:.0f} s (its last heartbeat came "
+                             f"after step {b['step']}): frozen, dead or cut off" for b, age in stale)
         behind = lagging_ranks(beats)
         if behind:
-            return "; ".join(f"{_who(b)} is alive but stuck outside the training step (reading input, "
-                             f"I/O, a hung call) while other ranks wait in step {b['step'] + 1}"
-                             for b in behind)
+            return "; ".join(f"{_who(b)} finished step {b['step']} and is alive but stuck outside the "
+                             f"training step (reading input, I/O, a hung call) while other ranks wait "
+                             f"in step {b['step'] + 1}" for b in behind)
         return ("every visible rank is alive and at the same point, so the job is stuck inside a "
                 "collective (network or MPI trouble)")
 
@@ -119,7 +119,7 @@ def _name(rank: int) -> str:
 
 
 def _who(beat: dict) -> str:
-    return f"rank {beat['rank']} (host {beat['host']}, pid {beat['pid']}, last step {beat['step']})"
+    return f"rank {beat['rank']} (host {beat['host']}, pid {beat['pid']})"
 
 
 def _beat_record(rank: int, step: int, in_step: bool) -> dict:
