@@ -36,10 +36,18 @@ def test_odd_inputs_become_rgb_jpeg(mode, fmt, reason):
     assert img.format == "JPEG" and img.mode == "RGB" and img.size == (40, 30)
 
 
-def test_truncated_jpeg_is_rejected_with_its_name():
-    data = _encode(_photo(size=(200, 200)), "JPEG")
+@pytest.mark.parametrize("keep", [0.5, 0.99])
+def test_truncated_jpeg_is_rejected_with_its_name(keep):
+    """Also when only the last few hundred bytes are missing (RGB JPEGs are checked at 1/8 scale)."""
+    data = _encode(_photo(size=(400, 300)), "JPEG")
     with pytest.raises(BadImage, match=r"cut\.JPEG"):
-        normalise(data[: len(data) // 2], "cut.JPEG")
+        normalise(data[: int(len(data) * keep)], "cut.JPEG")
+
+
+def test_large_rgb_jpeg_keeps_its_full_size():
+    data = _encode(_photo(size=(500, 375)), "JPEG")
+    out = normalise(data)
+    assert out.jpeg == data and (out.height, out.width) == (375, 500)
 
 
 def test_text_file_is_rejected():
