@@ -51,3 +51,13 @@ def test_rank_that_never_entered_the_step_is_the_laggard():
     assert [b["rank"] for b in watchdog.lagging_ranks(beats)] == [1]
     same = [{**b, "in_step": True} for b in beats]
     assert watchdog.lagging_ranks(same) == []  # all wait in the same collective: nobody to blame
+
+
+def test_laggard_still_inside_a_step_the_others_finished_is_named_as_such(tmp_path):
+    d = tmp_path / watchdog.HEARTBEATS
+    w = watchdog.Watchdog(timeout=0, rank=0, size=2, heartbeat_dir=d)
+    w.kick(8)
+    w.entering_step()  # rank 0 is in step 9
+    watchdog.write_heartbeat(d, 1, step=7, in_step=True)  # rank 1 never finished step 8
+    msg = w._culprits()
+    assert msg.startswith("rank 1 (host ") and "stuck inside step 8" in msg

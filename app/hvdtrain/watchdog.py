@@ -104,9 +104,7 @@ class Watchdog:
                              f"after step {b['step']}): frozen, dead or cut off" for b, age in stale)
         behind = lagging_ranks(beats)
         if behind:
-            return "; ".join(f"{_who(b)} finished step {b['step']} and is alive but stuck outside the "
-                             f"training step (reading input, I/O, a hung call) while other ranks wait "
-                             f"in step {b['step'] + 1}" for b in behind)
+            return "; ".join(_lag(b) for b in behind)
         return ("every visible rank is alive and at the same point, so the job is stuck inside a "
                 "collective (network or MPI trouble)")
 
@@ -120,6 +118,14 @@ def _name(rank: int) -> str:
 
 def _who(beat: dict) -> str:
     return f"rank {beat['rank']} (host {beat['host']}, pid {beat['pid']})"
+
+
+def _lag(beat: dict) -> str:
+    if beat.get("in_step"):
+        return (f"{_who(beat)} is alive but stuck inside step {beat['step'] + 1}, which other ranks "
+                f"have finished (its own compute or update)")
+    return (f"{_who(beat)} finished step {beat['step']} and is alive but stuck outside the training "
+            f"step (reading input, I/O, a hung call) while other ranks wait in step {beat['step'] + 1}")
 
 
 def _beat_record(rank: int, step: int, in_step: bool) -> dict:

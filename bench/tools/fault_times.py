@@ -4,7 +4,6 @@ Usage: python bench/tools/fault_times.py PREP_OUTPUT_DIR   (e.g. build/demo/reco
 Prints, per fault: seconds from the fault to mpirun's exit, the exit code and the diagnosing line.
 """
 
-import contextlib
 import os
 import signal
 import sys
@@ -31,11 +30,7 @@ def measure(data_dir: str, how: str) -> None:
             os.kill(rank1, signal.SIGKILL)
         elif how == "SIGSTOP":
             os.kill(rank1, signal.SIGSTOP)
-        try:
-            code = job.wait(timeout=120)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(rank1, signal.SIGKILL)
+        code = job.wait_reaping(rank1, timeout=120)
         took = time.monotonic() - at
         why = next((ln for ln in job.lines if "hvdtrain: error" in ln or "exited on signal" in ln), "?")
         print(f"{how:8s} ended in {took:5.1f} s, exit {code}: {why.strip()}")

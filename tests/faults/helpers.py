@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -63,6 +64,14 @@ class Job:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             raise AssertionError(f"job still running after {timeout} s:\n{self.output[-4000:]}") from None
+
+    def wait_reaping(self, pid: int, timeout: float) -> int:
+        """wait(), then SIGKILL ``pid`` if it outlived the job (a SIGSTOPped rank does)."""
+        try:
+            return self.wait(timeout)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def rank_pid(self, rank: int) -> int:
         """PID of one hvdtrain rank (found by its MPI rank in the environment)."""
