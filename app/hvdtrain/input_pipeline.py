@@ -106,16 +106,14 @@ def train_records(files: list[str], counts: list[int], rank: int, size: int, see
     """
     epoch0, offset = divmod(start_records, rank_counts(counts, size)[rank])
     mine = rank_files(files, rank, size)
-    names = tf.constant(mine or files)
-    last = len(mine or files) - 1
     stream_id = tf.constant(seed * 1000 + rank, tf.int64)
 
     def file_order(epoch):
         if mine is None:  # fewer files than ranks: a record-level shard, the block shuffle mixes it
             return tf.data.TFRecordDataset(files).shard(size, rank)
-        key = tf.stack([stream_id, epoch])
+        key, names = tf.stack([stream_id, epoch]), tf.constant(mine)
         order = tf.data.Dataset.range(len(mine)).map(
-            lambda i: tf.gather(names, tf.random.experimental.index_shuffle(i, key, last)))
+            lambda i: tf.gather(names, tf.random.experimental.index_shuffle(i, key, len(mine) - 1)))
         return order.interleave(tf.data.TFRecordDataset, cycle_length=min(8, len(mine)),
                                 num_parallel_calls=AUTOTUNE, deterministic=True)
 
