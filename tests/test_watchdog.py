@@ -1,6 +1,11 @@
 """Heartbeats: the rank that stops writing them is the one the stall message names."""
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
 
 from hvdtrain import watchdog
@@ -61,3 +66,37 @@ def test_laggard_still_inside_a_step_the_others_finished_is_named_as_such(tmp_pa
     watchdog.write_heartbeat(d, 1, step=7, in_step=True)  # rank 1 never finished step 8
     msg = w._culprits()
     assert msg.startswith("rank 1 (host ") and "stuck inside step 8" in msg
+
+
+def test_every_rank_has_a_heartbeat_from_the_start_and_unseen_ranks_are_named(tmp_path):
+    d = tmp_path / watchdog.HEARTBEATS
+    w = watchdog.Watchdog(timeout=30, rank=1, size=3, heartbeat_dir=d)  # not armed: no step yet
+    assert json.loads((d / "rank-00001").read_text())["step"] == 0
+    w.stop()
+    assert not (d / "rank-00001").exists()
+    w0 = watchdog.Watchdog(timeout=0, rank=0, size=3, heartbeat_dir=d)
+    w0.kick(4)
+    watchdog.write_heartbeat(d, 1, step=4)
+    msg = w0._culprits()  # rank 2's file is not here: another node's disk, or it never started
+    assert "no heartbeat is visible from rank 2 " in msg and "collective" not in msg.split(";")[0]
+
+
+def test_rank_frozen_before_its_first_step_is_named(tmp_path):
+    """The CI case: rank 1 SIGSTOPped a few steps in, before its thread's first periodic beat."""
+    d = tmp_path / watchdog.HEARTBEATS
+    code = ("import sys, time; from pathlib import Path; from hvdtrain.watchdog import Watchdog; "
+            "Watchdog(4, 1, 2, Path(sys.argv[1])); print('up', flush=True); time.sleep(120)")
+    peer = subprocess.Popen([sys.executable, "-c", code, str(d)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert peer.stdout.readline() == "up\n"
+        os.kill(peer.pid, signal.SIGSTOP)
+        w0 = watchdog.Watchdog(timeout=0, rank=0, size=2, heartbeat_dir=d)  # beats stale after 3 s
+        w0.kick(5)
+        w0.entering_step()
+        time.sleep(3.5)
+        msg = w0._culprits()
+        assert msg.startswith(f"rank 1 (host {socket.gethostname()}, pid {peer.pid})"), msg
+        assert "not been heard from" in msg and "after step 0" in msg
+    finally:
+        peer.kill()
+        peer.wait()

@@ -197,7 +197,8 @@ def _prepare_model_dir(rt, model_dir: Path) -> None:
         raise TrainingError(f"--model-dir {model_dir} is not writable: {exc}") from None
     for p in checkpoint.remove_partial(model_dir):
         rt.log(f"removed unfinished checkpoint {p}")
-    shutil.rmtree(model_dir / HEARTBEATS, ignore_errors=True)  # of an earlier run; ranks beat after step 1
+    # Of an earlier run. Ranks write theirs only after the broadcast that follows this, so none is lost.
+    shutil.rmtree(model_dir / HEARTBEATS, ignore_errors=True)
 
 
 def _save_checkpoint(model_dir: Path, step: int, ckpt, meta: dict, keep: int) -> Path:

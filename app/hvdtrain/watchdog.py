@@ -7,9 +7,11 @@ non-zero, and mpirun takes the other ranks down. Paused around long, step-free w
 evaluation) and armed only after the first step (graph tracing can take minutes).
 
 To say *which* rank is at fault without MPI, every rank's thread also writes a heartbeat file
-(``<model_dir>/.heartbeats/rank-NNNNN``: time, step, host, pid) every ``timeout/10`` seconds. A
-frozen or dead process stops writing; the rank whose watchdog fires names the ranks whose
-heartbeat went stale. Ranks whose node does not share the model dir are simply not listed.
+(``<model_dir>/.heartbeats/rank-NNNNN``: time, step, host, pid) from the moment the watchdog is
+made (so a rank frozen within its first steps has a file to go stale) and every ``timeout/10``
+seconds after. A frozen or dead process stops writing; the rank whose watchdog fires names the
+ranks whose heartbeat went stale, else the ones behind the others. Ranks whose node does not share
+the model dir have no file here; the message says so rather than blaming the network.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class Watchdog:
         self._step = 0  # last step finished
         self._in_step = False  # inside the step function (compute, allreduce) rather than between steps
         if timeout > 0:
+            self._beat()  # before the thread: a rank frozen in its first steps must have a file
             threading.Thread(target=self._watch, name="hvdtrain-watchdog", daemon=True).start()
 
     def entering_step(self) -> None:
@@ -64,16 +67,14 @@ class Watchdog:
             (self.heartbeat_dir / _name(self.rank)).unlink(missing_ok=True)
 
     def _watch(self) -> None:
-        next_beat = 0.0
+        next_beat = time.monotonic() + self.beat_every
         while not self._stop.wait(min(1.0, self.timeout / 4)):
-            last = self._last
-            if last is None:
-                continue
             now = time.monotonic()
-            if now >= next_beat:
+            if now >= next_beat:  # alive, armed or not (graph tracing is not a stall)
                 self._beat()
                 next_beat = now + self.beat_every
-            if self._paused:
+            last = self._last
+            if last is None or self._paused:
                 continue
             idle = now - last
             if idle > self.timeout:
@@ -105,7 +106,12 @@ class Watchdog:
         behind = lagging_ranks(beats)
         if behind:
             return "; ".join(_lag(b) for b in behind)
-        return ("every visible rank is alive and at the same point, so the job is stuck inside a "
+        unseen = sorted(set(range(self.size)) - {b["rank"] for b in beats})
+        if unseen:
+            return (f"every rank visible here is alive and at the same point; no heartbeat is visible from "
+                    f"{_ranks(unseen)} (their node does not share --model-dir, or they never started), "
+                    f"so look there first, then at the network")
+        return ("every rank is alive and at the same point, so the job is stuck inside a "
                 "collective (network or MPI trouble)")
 
     def _own_beat(self) -> dict:
@@ -114,6 +120,11 @@ class Watchdog:
 
 def _name(rank: int) -> str:
     return f"rank-{rank:05d}"
+
+
+def _ranks(ranks: list[int]) -> str:
+    shown = ", ".join(map(str, ranks[:8])) + (f" and {len(ranks) - 8} more" if len(ranks) > 8 else "")
+    return f"rank{'s' if len(ranks) > 1 else ''} {shown}"
 
 
 def _who(beat: dict) -> str:
