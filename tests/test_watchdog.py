@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from hvdtrain import watchdog
 
@@ -90,10 +91,13 @@ def test_rank_frozen_before_its_first_step_is_named(tmp_path):
     try:
         assert peer.stdout.readline() == "up\n"
         os.kill(peer.pid, signal.SIGSTOP)
+        while Path(f"/proc/{peer.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
+            time.sleep(0.01)  # stopped for sure: no beat can land after the one read below
         w0 = watchdog.Watchdog(timeout=0, rank=0, size=2, heartbeat_dir=d)  # beats stale after 3 s
         w0.kick(5)
         w0.entering_step()
-        time.sleep(3.5)
+        last_beat = json.loads((d / "rank-00001").read_text())["time"]
+        time.sleep(max(0.0, last_beat + 3.5 - time.time()))
         msg = w0._culprits()
         assert msg.startswith(f"rank 1 (host {socket.gethostname()}, pid {peer.pid})"), msg
         assert "not been heard from" in msg and "after step 0" in msg
