@@ -90,6 +90,14 @@ def rank_counts(counts: list[int], size: int) -> list[int]:
     return [len(range(r, total, size)) for r in range(size)]
 
 
+SHUFFLE_STREAM, AUGMENT_STREAM = 0, 1 << 40  # keep the two random streams of a rank apart
+
+
+def _stream_key(seed: int, rank: int, stream: int):
+    """First half of every stateless seed of this rank's training stream: (seed, rank, which use)."""
+    return tf.constant(seed * 1000 + rank + stream, tf.int64)
+
+
 def shuffle_block_size(batch: int) -> int:
     """Records shuffled together (like a shuffle buffer of this size; prep already mixed classes)."""
     return max(1024, 4 * batch)
@@ -106,7 +114,7 @@ def train_records(files: list[str], counts: list[int], rank: int, size: int, see
     """
     epoch0, offset = divmod(start_records, rank_counts(counts, size)[rank])
     mine = rank_files(files, rank, size)
-    stream_id = tf.constant(seed * 1000 + rank, tf.int64)
+    stream_id = _stream_key(seed, rank, SHUFFLE_STREAM)
 
     def file_order(epoch):
         if mine is None:  # fewer files than ranks: a record-level shard, the block shuffle mixes it
@@ -138,7 +146,7 @@ def train_dataset(data_dir, man: dict, rank: int, size: int, batch: int, image_s
     ds = train_records(files, counts, rank, size, seed, shuffle_block_size(batch), start_records=start)
     positions = tf.data.Dataset.range(start, 1 << 62)
     offset = int(man["label_offset"])
-    stream_id = tf.constant(seed * 1000 + rank + (1 << 40), tf.int64)
+    stream_id = _stream_key(seed, rank, AUGMENT_STREAM)
 
     def parse(position, serialized):
         encoded, label = records.parse_for_training(serialized, offset)
