@@ -126,6 +126,8 @@ RUN_FLAGS   := --runtime runc --ulimit nofile=1024:1024 --ulimit nproc=4096:4096
 else
 BASE_IMAGE  ?= docker.io/library/python:3.11-slim-bookworm
 BUILD_FLAGS :=
+# BuildKit folds RUN output away; `make image-test` must show the smoke test's verdict.
+PROGRESS    := --progress=plain
 RUN_FLAGS   := --shm-size 1g
 endif
 BUILD = $(ENGINE) build $(BUILD_FLAGS) -f containers/Dockerfile --build-arg BASE_IMAGE=$(BASE_IMAGE) \
@@ -148,7 +150,7 @@ image: container-tools
 	@$(ENGINE) image inspect $(IMAGE) --format '{{.Size}}' | awk '{printf "[image] %s: %.2f GB\n", "$(IMAGE)", $$1/1e9}'
 
 image-test: container-tools
-	$(BUILD) --target test -t $(IMAGE)-test .
+	$(BUILD) $(PROGRESS) --target test --build-arg SMOKE_TEST_RUN=$$(date +%s%N) -t $(IMAGE)-test .
 
 sif:
 	@command -v apptainer >/dev/null || command -v singularity >/dev/null || \
