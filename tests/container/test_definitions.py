@@ -32,7 +32,7 @@ def test_singularity_def_keeps_what_the_image_needs():
 def test_flatten_drops_the_copy_between_stages_and_substitutes_args():
     flat, test = make_singularity_def.flatten((ROOT / "containers" / "Dockerfile").read_text())
     assert "--from" not in flat and "${MPI}" not in flat and flat.startswith("FROM docker.io/")
-    assert test == ["/usr/local/bin/hvdtrain-smoke-test /tmp/smoke"]
+    assert test == ["/usr/local/bin/hvdtrain-smoke-test /tmp/smoke && rm -rf /tmp/smoke"]
 
 
 def test_hadolint_passes():
