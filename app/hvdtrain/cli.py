@@ -12,7 +12,10 @@ import typer
 from . import __version__
 from .config import ConfigError, ModelFlags, ThreadFlags, TrainConfig
 
+# rich_markup_mode=None: click's plain help wraps every option name in full at 80 columns
+# (rich's table truncated the seed's --snake_case aliases) and reads well in a batch job's log.
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None,
                   help="Train image classifiers to SOTA accuracy in the shortest time on Xeon "
                        "clusters: TensorFlow + Horovod over MPI. Run under `mpirun -np N` to "
                        "distribute train, eval and prep.")
@@ -64,13 +67,15 @@ SkipCorruptOpt = typer.Option(False, "--skip-corrupt-shards",
 
 # ------------------------------------------------------------------------------- commands
 @app.command("demo-data")
-def demo_data(out: Path = typer.Argument(..., help="Folder to write the raw tree into."),
+def demo_data(out: Path = typer.Argument(..., metavar="OUT", help="Folder to write the raw tree into."),
               image_size: int = typer.Option(32, "--image-size", "--image_size",
                                              help="Side of the written JPEGs in pixels."),
               validation_fraction: float = typer.Option(0.2, help="Share held out per class."),
               seed: int = typer.Option(0, help="Seed of the train/validation split.")):
-    """Write scikit-learn's 1,797 real handwritten digits as an ImageNet-style raw tree
-    (OUT/train/<wnid>/*.JPEG, OUT/validation/*.JPEG, OUT/validation_labels.txt)."""
+    """Write the embedded real data set as a raw ImageNet-style tree.
+
+    scikit-learn's 1,797 real handwritten digits, no download, as OUT/train/<wnid>/*.JPEG,
+    OUT/validation/*.JPEG and OUT/validation_labels.txt."""
     from .demo_data import write_demo_data
 
     try:
@@ -99,8 +104,10 @@ def prep(raw_data_dir: Path = typer.Option(..., "--raw-data-dir", "--raw_data_di
          skip_bad: bool = typer.Option(False, "--skip-bad", "--skip_bad",
                                        help="Skip unreadable images and list them in OUT/skipped.txt."),
          progress: bool = typer.Option(True, help="Show progress.")):
-    """Convert a raw ImageNet-style tree into class-shuffled TFRecord shards (tensorflow/tpu
-    format) plus manifest.json. Under `mpirun -np N` each rank writes a disjoint set of shards."""
+    """Raw JPEG folders to class-shuffled TFRecord shards.
+
+    Writes the tensorflow/tpu imagenet_to_gcs.py format plus manifest.json. Under
+    `mpirun -np N` each rank writes a disjoint set of shards."""
     from .prep import PrepConfig, run_prep
 
     if workers is not None and workers < 1:
@@ -110,8 +117,10 @@ def prep(raw_data_dir: Path = typer.Option(..., "--raw-data-dir", "--raw_data_di
 
 
 @app.command()
-def verify(data_dir: Path = typer.Argument(..., help="Output of `hvdtrain prep`.")):
-    """Re-read every shard and check counts, sha256, keys and labels against manifest.json.
+def verify(data_dir: Path = typer.Argument(..., metavar="DATA_DIR", help="Output of `hvdtrain prep`.")):
+    """Check every shard of a prep output against its manifest.
+
+    Re-reads every shard: counts, sha256, keys and labels against manifest.json.
     Exits 0 only when everything agrees."""
     from .verify import verify_dataset
 
@@ -125,7 +134,8 @@ def verify(data_dir: Path = typer.Argument(..., help="Output of `hvdtrain prep`.
 @app.command()
 def train(
     data_dir: Path = DataDirOpt, model_dir: Path = ModelDirOpt,
-    model: str = typer.Option("resnet50", help="resnet18|resnet34|resnet50|resnet101|resnet152."),
+    model: str = typer.Option("resnet50", help="One of resnet18, resnet34, resnet50, resnet101, "
+                                               "resnet152 (ResNet v1.5)."),
     image_size: int = typer.Option(224, "--image-size", "--image_size", help="Input side in pixels."),
     train_batch_size: int = typer.Option(256, "--train-batch-size", "--train_batch_size",
                                          help="GLOBAL batch, split evenly over the ranks (seed: 24576)."),
@@ -165,7 +175,9 @@ def train(
     use_tpu: str = typer.Option("False", "--use-tpu", "--use_tpu",
                                 help="Accepted for the seed's command line; only False works."),
 ):
-    """Horovod data-parallel training with the seed's recipe. Launch with
+    """Horovod data-parallel training with the seed's recipe.
+
+    Launch with
     `mpirun -np N hvdtrain train ...` (or alone for one process)."""
     if use_tpu.strip().lower() not in ("false", "0", "no"):
         _fail(f"--use_tpu={use_tpu}: hvdtrain trains on CPUs; pass --use_tpu=False or leave it out")
@@ -193,7 +205,9 @@ def eval_cmd(
     kmp_blocktime: int | None = BlocktimeOpt, kmp_affinity: str | None = AffinityOpt,
     use_tpu: str = typer.Option("False", "--use-tpu", "--use_tpu", help="Accepted; only False works."),
 ):
-    """Top-1/Top-5 over every validation image exactly once (1 process or under mpirun);
+    """Top-1/Top-5 over every validation image, exactly once.
+
+    Runs on 1 process or under mpirun;
     writes MODEL_DIR/eval_results.json."""
     if use_tpu.strip().lower() not in ("false", "0", "no"):
         _fail(f"--use_tpu={use_tpu}: hvdtrain evaluates on CPUs; pass --use_tpu=False")
@@ -229,7 +243,9 @@ def bench(
     num_intra_threads: int | None = IntraOpt, num_inter_threads: int | None = InterOpt,
     kmp_blocktime: int | None = BlocktimeOpt, kmp_affinity: str | None = AffinityOpt,
 ):
-    """Training (or --eval inference, or --prep) throughput: median of timed windows after
+    """Throughput of training, --eval inference or --prep.
+
+    The median of timed windows after
     warm-up, with a step-time breakdown and the share of this machine's matmul peak. Works
     under mpirun (images_per_second is global)."""
     import json
@@ -269,8 +285,10 @@ def bench(
 
 @app.command()
 def info(as_json: bool = typer.Option(False, "--json", help="One JSON object instead of a table.")):
-    """Versions (TF, oneDNN, Horovod and its built controllers/operations, MPI), the CPU's ISA
-    (AVX-512, AMX) and the thread plan: the first thing to run inside the image."""
+    """Versions, CPU ISA and thread plan: run this first in the image.
+
+    TF and oneDNN, Horovod with its built controllers and operations, the MPI, the CPU's ISA
+    (AVX-512, BF16, AMX) and the threads this rank would get."""
     import json
 
     from .info import collect, render
