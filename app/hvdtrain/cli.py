@@ -177,8 +177,7 @@ def train(
 ):
     """Horovod data-parallel training with the seed's recipe.
 
-    Launch with
-    `mpirun -np N hvdtrain train ...` (or alone for one process)."""
+    Launch with `mpirun -np N hvdtrain train ...` (or alone for one process)."""
     if use_tpu.strip().lower() not in ("false", "0", "no"):
         _fail(f"--use_tpu={use_tpu}: hvdtrain trains on CPUs; pass --use_tpu=False or leave it out")
     from .train import run_training
@@ -207,8 +206,7 @@ def eval_cmd(
 ):
     """Top-1/Top-5 over every validation image, exactly once.
 
-    Runs on 1 process or under mpirun;
-    writes MODEL_DIR/eval_results.json."""
+    Runs on 1 process or under mpirun; writes MODEL_DIR/eval_results.json."""
     if use_tpu.strip().lower() not in ("false", "0", "no"):
         _fail(f"--use_tpu={use_tpu}: hvdtrain evaluates on CPUs; pass --use_tpu=False")
     from .evaluate import run_eval
@@ -245,9 +243,8 @@ def bench(
 ):
     """Throughput of training, --eval inference or --prep.
 
-    The median of timed windows after
-    warm-up, with a step-time breakdown and the share of this machine's matmul peak. Works
-    under mpirun (images_per_second is global)."""
+    The median of timed windows after warm-up, with a step-time breakdown and the share of
+    this machine's matmul peak. Works under mpirun (images_per_second is global)."""
     import json
 
     from .bench import BenchConfig, run_bench
