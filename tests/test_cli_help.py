@@ -24,7 +24,7 @@ def test_every_option_has_help_and_is_shown_whole_at_80_columns(name):
     assert max(map(len, res.stdout.splitlines())) <= 80, res.stdout
     words = set(res.stdout.replace(",", " ").split())
     for param in COMMANDS[name].params:
-        if param.name == "help" or param.param_type_name != "option":
+        if param.param_type_name != "option":
             continue
         assert param.help, f"hvdtrain {name}: option {param.opts[0]} has no help text"
         for spelling in param.opts + param.secondary_opts:
