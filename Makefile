@@ -17,7 +17,7 @@ export OMPI_ALLOW_RUN_AS_ROOT := 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 DEMO_DIR ?= build/demo
 
-.PHONY: help install demo test test-unit test-integration clean image image-test sif singularity-def lint container-tools bench
+.PHONY: help install demo test test-unit test-integration clean image image-test image-wheel cluster-tools sif singularity-def lint container-tools bench
 
 help:
 	@echo "make demo     install, then demo-data -> prep -> verify -> train (mpirun -np 2) -> eval"
@@ -25,7 +25,7 @@ help:
 	@echo "make install  .venv with MPI, TensorFlow $(TF_PIN), Horovod $(HVD_PIN) (built), hvdtrain"
 	@echo "make image    container image (Docker if a daemon answers, else podman); MPI=intel for Intel MPI"
 	@echo "make image-test  build the image's test stage (smoke test inside the image)"
-	@echo "make sif      convert the image to hvdtrain.sif (needs apptainer or singularity)"
+	@echo "make sif      convert the image to hvdtrain.sif (installs Apptainer into build/ if none)"
 	@echo "make lint     hadolint on the Dockerfile, ruff on the Python"
 	@echo "make bench    hvdtrain vs the Keras/Horovod baseline, ratio table (~20 min)"
 
@@ -63,11 +63,15 @@ $(STAMPS)/tensorflow: $(STAMPS)/venv
 
 # cmake<4 (pinned above): Horovod's bundled gloo needs CMake < 4 compatibility.
 # --no-cache-dir: a cached wheel built against another TF gives HorovodVersionMismatchError.
+# The wheel is kept in $(WHEELS): `make image` reuses it where that is sound (see image-wheel).
+WHEELS := build/wheels
 $(STAMPS)/horovod: $(STAMPS)/tensorflow
 	@echo "[install] building $(HVD_PIN) with MPI + TensorFlow (about 4 minutes on 2 cores)"
+	@rm -rf $(WHEELS) && mkdir -p $(WHEELS)
 	@HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_MPI=1 HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 \
-	  MAKEFLAGS=-j$$(nproc) $(PIP) install -q --no-cache-dir --no-build-isolation "$(HVD_PIN)" \
+	  MAKEFLAGS=-j$$(nproc) $(PIP) wheel -q --no-deps --no-cache-dir --no-build-isolation -w $(WHEELS) "$(HVD_PIN)" \
 	  || { echo "[install] FAILED: building $(HVD_PIN); see the compiler output above" >&2; exit 1; }
+	@$(PIP) install -q $(WHEELS)/horovod-*.whl || { echo "[install] FAILED: pip install $(WHEELS)/horovod-*.whl" >&2; exit 1; }
 	@$(VENV)/bin/horovodrun --check-build | tee $(STAMPS)/check-build.txt
 	@grep -q '\[X\] TensorFlow' $(STAMPS)/check-build.txt && grep -q '\[X\] MPI' $(STAMPS)/check-build.txt \
 	  || { echo "[install] FAILED: horovodrun --check-build does not list TensorFlow and MPI" >&2; exit 1; }
@@ -98,8 +102,16 @@ demo: install
 PYTEST_FLAGS ?= -q -rs
 # Includes the container checks: hadolint, Singularity.def freshness and `make image-test`
 # (HVDTRAIN_SKIP_IMAGE=1 skips the image build for a quick local run).
-test: install $(STAMPS)/lint-tools
+test: install $(STAMPS)/lint-tools cluster-tools
 	$(PY) -m pytest $(PYTEST_FLAGS) tests
+
+# The simulated cluster of tests/cluster (network namespaces, Slurm 22.05, munge): root only.
+cluster-tools:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v slurmctld >/dev/null; then \
+	  echo "[install] slurm-wlm and munge for the simulated cluster tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    slurm-wlm munge iproute2 >/dev/null \
+	  || { echo "[install] FAILED: apt-get install slurm-wlm munge" >&2; exit 1; }; fi
 
 test-unit: install
 	$(PY) -m pytest $(PYTEST_FLAGS) -m "not integration" tests
@@ -144,21 +156,42 @@ container-tools:
 	@if [ "$(ENGINE)" = podman ] && [ "$(BASE_IMAGE)" = "$(LOCAL_BASE)" ]; then \
 	  containers/base-image.sh podman $(LOCAL_BASE); fi
 
-image: container-tools
+# The host's Horovod wheel goes into the build context only where it is the same build the image
+# would compile: Debian bookworm with Debian's Open MPI on the host, MPI=openmpi in the image (the
+# same pinned TensorFlow and CPython 3.11 ABI on both). Otherwise the image compiles its own.
+image-wheel:
+	@rm -f containers/wheels/*.whl
+	@if [ "$(MPI)" = openmpi ] && ls $(WHEELS)/horovod-*.whl >/dev/null 2>&1 \
+	    && grep -qx 'VERSION_CODENAME=bookworm' /etc/os-release \
+	    && [ "$$(command -v mpicc)" = /usr/bin/mpicc ] && dpkg-query -W libopenmpi-dev >/dev/null 2>&1; then \
+	  cp $(WHEELS)/horovod-*.whl containers/wheels/ && echo "[image] reusing the host's $$(basename $(WHEELS)/horovod-*.whl)"; \
+	else echo "[image] no reusable host Horovod wheel: the image compiles Horovod"; fi
+
+image: container-tools image-wheel
 	$(BUILD) --target runtime -t $(IMAGE) .
 	$(ENGINE) run --rm $(RUN_FLAGS) $(IMAGE) info
 	@$(ENGINE) image inspect $(IMAGE) --format '{{.Size}}' | awk '{printf "[image] %s: %.2f GB\n", "$(IMAGE)", $$1/1e9}'
 
-image-test: container-tools
+image-test: container-tools image-wheel
 	$(BUILD) $(PROGRESS) --target test --build-arg SMOKE_TEST_RUN=$$(date +%s%N) -t $(IMAGE)-test .
 
-sif:
-	@command -v apptainer >/dev/null || command -v singularity >/dev/null || \
-	  { echo "[sif] neither apptainer nor singularity is installed: cannot build hvdtrain.sif" >&2; exit 1; }
-	$(MAKE) image
+# hvdtrain.sif from the runtime image. Uses apptainer or singularity from PATH; without either (and
+# as root) installs Apptainer into build/apptainer (Debian has none in bookworm: see
+# containers/install-apptainer.sh). Prints the SIF's size and `hvdtrain info` run inside it.
+SIF       ?= hvdtrain.sif
+APPTAINER_DIR := build/apptainer
+APPTAINER  = $(or $(shell command -v apptainer || command -v singularity),$(CURDIR)/$(APPTAINER_DIR)/bin/apptainer)
+sif: image
+	@if ! command -v apptainer >/dev/null && ! command -v singularity >/dev/null; then \
+	  containers/install-apptainer.sh $(APPTAINER_DIR); \
+	  echo "[sif] using $(CURDIR)/$(APPTAINER_DIR)/bin/apptainer (not on PATH; add $(CURDIR)/$(APPTAINER_DIR)/bin)"; fi
 	mkdir -p build
+	rm -f build/hvdtrain-$(MPI).tar
 	$(ENGINE) save --format docker-archive -o build/hvdtrain-$(MPI).tar $(IMAGE)
-	$$(command -v apptainer || command -v singularity) build --force hvdtrain.sif docker-archive://build/hvdtrain-$(MPI).tar
+	$(APPTAINER) build --force $(SIF).partial docker-archive://build/hvdtrain-$(MPI).tar
+	mv $(SIF).partial $(SIF) && rm -f build/hvdtrain-$(MPI).tar
+	@du -h --apparent-size $(SIF) | awk '{print "[sif] " $$2 ": " $$1}'
+	$(APPTAINER) exec $(SIF) hvdtrain info
 
 singularity-def: install
 	$(PY) containers/make_singularity_def.py containers/Dockerfile > containers/Singularity.def.new

@@ -3,7 +3,7 @@
 import pytest
 import tensorflow as tf
 
-from hvdtrain import checkpoint
+from hvdtrain import checkpoint, faults
 
 
 def _ckpt(value):
@@ -23,7 +23,7 @@ def test_failure_between_write_and_rename_keeps_previous(tmp_path, monkeypatch):
     ck, v = _ckpt(1.0)
     checkpoint.save(tmp_path, 10, ck, {})
     v.assign(2.0)
-    monkeypatch.setenv("HVDTRAIN_FAIL_BEFORE_CKPT_RENAME", "1")
+    monkeypatch.setenv(faults.FAIL_BEFORE_CKPT_RENAME, "1")
     with pytest.raises(checkpoint.CheckpointError, match="injected"):
         checkpoint.save(tmp_path, 20, ck, {})
     path, meta = checkpoint.latest(tmp_path)

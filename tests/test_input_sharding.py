@@ -17,7 +17,7 @@ def _names(ds):
                                         ("validation", 5), ("validation", 7)])
 def test_rank_records_disjoint_and_complete(demo_records, split, size):
     man = manifest.load(demo_records)
-    files = [str(p) for p in manifest.shard_paths(demo_records, man, split)]
+    files = [str(p) for p in man.paths(split)]
     per_rank = [_names(input_pipeline.rank_records(files, r, size)) for r in range(size)]
     flat = [n for names in per_rank for n in names]
     assert len(flat) == len(set(flat)) == man[split]["num_images"]
@@ -29,17 +29,17 @@ def test_eval_dataset_pads_to_equal_steps_with_zero_mask(demo_records):
     man = manifest.load(demo_records)
     steps_seen, real = [], 0
     for rank in range(3):
-        ds, steps = input_pipeline.eval_dataset(demo_records, man, rank, 3, batch=50, image_size=32)
+        ds, steps = input_pipeline.eval_dataset(man, rank, 3, batch=50, image_size=32)
         batches = list(ds)
         steps_seen.append(len(batches))
         assert len(batches) == steps
         real += int(sum(float(tf.reduce_sum(m)) for _, _, m in batches))
-    assert len(set(steps_seen)) == 1 and real == man["validation"]["num_images"]
+    assert len(set(steps_seen)) == 1 and real == man.validation.num_images
 
 
 def test_train_batches_have_the_right_shape_and_labels(demo_records):
     man = json.loads((demo_records / "manifest.json").read_text())
-    ds = input_pipeline.train_dataset(demo_records, man, 0, 2, batch=16, image_size=32)
+    ds = input_pipeline.train_dataset(man, 0, 2, batch=16, image_size=32)
     images, labels = next(iter(ds))
     assert images.shape == (16, 32, 32, 3) and images.dtype == tf.float32
     assert int(tf.reduce_min(labels)) >= 0 and int(tf.reduce_max(labels)) <= 9
@@ -47,8 +47,8 @@ def test_train_batches_have_the_right_shape_and_labels(demo_records):
 
 def _stream_names(demo_records, rank, size, start, n):
     man = manifest.load(demo_records)
-    files = [str(p) for p in manifest.shard_paths(demo_records, man, "train")]
-    counts = manifest.shard_counts(man, "train")
+    files = [str(p) for p in man.paths("train")]
+    counts = man.train.counts
     ds = input_pipeline.train_records(files, counts, rank, size, seed=5, block=100, start_records=start)
     return _names(ds.take(n))
 
@@ -61,7 +61,7 @@ def test_training_stream_is_a_function_of_position(demo_records, size):
 
 def test_each_epoch_covers_the_ranks_records_in_a_new_order(demo_records):
     man = manifest.load(demo_records)
-    n = input_pipeline.rank_counts(manifest.shard_counts(man, "train"), 2)[0]
+    n = input_pipeline.rank_counts(man.train.counts, 2)[0]
     names = _stream_names(demo_records, 0, 2, 0, 2 * n)
     first, second = names[:n], names[n:]
     assert sorted(first) == sorted(second) and len(set(first)) == n and first != second
@@ -72,7 +72,7 @@ def test_augmented_batches_are_a_function_of_position(demo_records):
     man = manifest.load(demo_records)
 
     def batches(start_step, n):
-        ds = input_pipeline.train_dataset(demo_records, man, 1, 2, batch=16, image_size=32, seed=3,
+        ds = input_pipeline.train_dataset(man, 1, 2, batch=16, image_size=32, seed=3,
                                           start_step=start_step)
         return [(i.numpy(), lab.numpy()) for i, lab in ds.take(n)]
 

@@ -2,12 +2,12 @@
 
 import pytest
 
-from hvdtrain.config import ConfigError, TrainConfig, make_plan
+from hvdtrain.config import ConfigError, ScheduleFlags, make_plan
 from hvdtrain.schedule import keras_schedule, warmup_then_linear_decay
 
 
 def _seed_cfg(**kw):
-    return TrainConfig("d", "m", train_batch_size=24576, **kw)
+    return ScheduleFlags(train_batch_size=24576, **kw)
 
 
 def test_seed_plan_for_imagenet():

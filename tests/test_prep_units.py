@@ -1,5 +1,6 @@
 """Labelling, shuffling, sharding, atomic writes and resume of `prep`."""
 
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -70,13 +71,13 @@ def test_resume_skips_complete_shards_and_redoes_damaged_ones(tmp_path):
     out = tmp_path / "out"
     cfg = prep.PrepConfig(raw, out, train_shards=3, validation_shards=2, workers=1, progress=False)
     first = prep.run_prep(cfg, log=lambda *_: None)
-    name0 = first["train"]["shards"][0]["name"]
-    name1 = first["train"]["shards"][1]["name"]
+    name0 = first.train.shards[0].name
+    name1 = first.train.shards[1].name
     mtime1 = (out / name1).stat().st_mtime_ns
     (out / name0).write_bytes(b"damaged")          # a corrupt shard must be rewritten
     lines = []
     second = prep.run_prep(cfg, log=lines.append)
-    assert second["train"]["shards"] == first["train"]["shards"]
+    assert second.train.to_json() == first.train.to_json()
     assert (out / name1).stat().st_mtime_ns == mtime1  # an intact shard is not rewritten
     assert "4 shard(s) already complete" in lines[0]
 
@@ -91,3 +92,16 @@ def test_interrupted_prep_leaves_no_manifest_and_no_complete_looking_shard(tmp_p
     assert not (out / "manifest.json").exists()
     assert not (out / records.shard_name("train", 0, 1)).exists()
     assert not list(out.glob(".tmp-*"))
+
+
+def test_what_prep_writes_is_readable_by_others_under_the_usual_umask(tmp_path):
+    raw = _tree(tmp_path / "raw")
+    out = tmp_path / "out"
+    old = os.umask(0o022)
+    try:
+        prep.run_prep(prep.PrepConfig(raw, out, train_shards=2, validation_shards=1, workers=1,
+                                      progress=False), log=lambda *_: None)
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir() if p.is_file()}
+    assert modes and set(modes.values()) == {0o644}, modes

@@ -2,12 +2,12 @@
 
 import pytest
 
-from hvdtrain import topology
+from hvdtrain import topology, world
 
 
 @pytest.fixture
 def clean_env(monkeypatch):
-    for name in ("OMP_NUM_THREADS", "KMP_BLOCKTIME", "KMP_AFFINITY", *topology._LOCAL_SIZE_VARS):
+    for name in ("OMP_NUM_THREADS", "KMP_BLOCKTIME", "KMP_AFFINITY", *world.LAUNCHER_VARS):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 

@@ -21,6 +21,7 @@ def atomic_path(final: str | os.PathLike):
     """Yield a temporary path beside ``final``; rename it over ``final`` only if the block succeeds."""
     final = Path(final)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + final.name + ".", dir=final.parent)
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide a shared data set from others
     os.close(fd)
     try:
         yield Path(tmp)
@@ -30,6 +31,12 @@ def atomic_path(final: str | os.PathLike):
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_bytes(final: str | os.PathLike, data: bytes) -> None:

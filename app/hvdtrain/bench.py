@@ -17,7 +17,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .config import PRECISIONS, ThreadFlags
+from .config import PRECISIONS, FaultFlags, ThreadFlags
+from .flags import flag
 
 IMPLS = ("hvdtrain", "keras")
 MODES = ("train", "eval", "prep")
@@ -25,18 +26,24 @@ MODES = ("train", "eval", "prep")
 
 @dataclass
 class BenchConfig:
-    mode: str = "train"
-    impl: str = "hvdtrain"
-    model: str = "resnet50"
-    image_size: int = 224
-    batch_size: int = 32          # per rank
-    precision: str = "fp32"
-    input: str = "synthetic"      # or a prep output directory (real TFRecords)
-    steps: int = 5                # per timed window
-    windows: int = 3
-    warmup: int = 3
-    peak: bool = True             # measure the matmul peak too
-    prep_images: int = 1000       # prep mode: size of the synthetic raw tree
+    mode: str = "train"           # set by --eval / --prep
+    impl: str = flag("hvdtrain", "--impl", help="hvdtrain | keras (the tf.keras.applications "
+                                                "ResNet50 + DistributedGradientTape baseline).")
+    model: str = flag("resnet50", "--model", help="Network (hvdtrain's ResNet family).")
+    image_size: int = flag(224, "--image-size", help="Input side in pixels.")
+    batch_size: int = flag(32, "--batch-size", help="Batch PER RANK.")
+    precision: str = flag("fp32", "--precision", help="fp32 | bf16 | bf32.")
+    input: str = flag("synthetic", "--input",
+                      help="'synthetic', or a prep output dir (real TFRecords); with --prep, a raw "
+                           "tree (default: synthetic 500x375 JPEGs).")
+    manifest: Path | None = flag(None, "--manifest",
+                                 help="The --input data set's manifest.json, where it is not in the "
+                                      "data dir.")
+    steps: int = flag(5, "--steps", help="Steps per timed window.")
+    windows: int = flag(3, "--windows", help="Timed windows; the median is reported.")
+    warmup: int = flag(3, "--warmup", help="Untimed steps first (graph tracing).")
+    peak: bool = flag(True, "--peak/--no-peak", help="Also measure the matmul peak (fp32 and bf16).")
+    prep_images: int = flag(1000, "--prep-images", help="Synthetic images for --prep.")
     threads: ThreadFlags = field(default_factory=ThreadFlags)
 
     def check(self) -> None:
@@ -50,10 +57,10 @@ class BenchConfig:
             raise ConfigError(f"--precision {self.precision}: choose one of {', '.join(PRECISIONS)}")
         if self.impl == "keras" and (self.model != "resnet50" or self.mode != "train"):
             raise ConfigError("--impl keras is the ResNet-50 training baseline only")
-        for flag, v in (("--steps", self.steps), ("--windows", self.windows),
-                        ("--batch-size", self.batch_size)):
+        for name, v in (("--steps", self.steps), ("--windows", self.windows),
+                         ("--batch-size", self.batch_size)):
             if v < 1:
-                raise ConfigError(f"{flag} {v} must be at least 1")
+                raise ConfigError(f"{name} {v} must be at least 1")
 
 
 def run_bench(cfg: BenchConfig) -> dict:
@@ -62,7 +69,8 @@ def run_bench(cfg: BenchConfig) -> dict:
         return bench_prep(cfg)
     from . import runtime
 
-    rt = runtime.start(cfg.threads, cfg.precision, tf_defaults=cfg.impl == "keras")
+    rt = runtime.start(cfg.threads, cfg.precision, FaultFlags().stall_timeout,
+                       tf_defaults=cfg.impl == "keras")
     tf = rt.tf
     result = {"config": {k: v for k, v in asdict(cfg).items() if k != "threads"},
               "num_ranks": rt.size, "threads": rt.threads.describe() if rt.threads else "TF defaults",
@@ -78,10 +86,8 @@ def run_bench(cfg: BenchConfig) -> dict:
         flops_per_image = forward_flops(net)
         timing = _time_steps(rt, cfg, batches, step, sync=lambda out: float(out))
     else:
-        opt = tf.keras.optimizers.SGD(learning_rate=0.01, momentum=0.9)
-        opt.build(net.trainable_variables)
-        rt.hvd.broadcast_variables(net.variables + opt.variables, root_rank=0)
-        step = _training_step(rt, cfg, net, opt)
+        step, opt_variables = _training_step(rt, cfg, net)
+        rt.hvd.broadcast_variables(net.variables + opt_variables, root_rank=0)
         flops_per_image = 3 * forward_flops(net)
         timing = _time_steps(rt, cfg, batches, step, sync=lambda out: float(out[0]))
         timing["allreduce_ms_per_step"] = round(1e3 * allreduce_seconds(rt, net), 2)
@@ -102,7 +108,7 @@ def _network(rt, cfg: BenchConfig):
     if cfg.input != "synthetic":
         from . import manifest
 
-        num_classes = int(manifest.load(cfg.input)["num_classes"])
+        num_classes = manifest.load(cfg.input, cfg.manifest).num_classes
     if cfg.impl == "keras":
         net = tf.keras.applications.ResNet50(weights=None, classes=num_classes,
                                              input_shape=(cfg.image_size, cfg.image_size, 3),
@@ -114,13 +120,20 @@ def _network(rt, cfg: BenchConfig):
     return net, num_classes
 
 
-def _training_step(rt, cfg: BenchConfig, net, opt):
+def _training_step(rt, cfg: BenchConfig, net):
+    """(step, optimizer variables): hvdtrain's own optimizer on the seed's ImageNet plan at this
+    global batch, or the baseline's plain SGD."""
     tf, hvd = rt.tf, rt.hvd
     if cfg.impl == "hvdtrain":
-        from .model import decayed_variables
+        from .config import OptimizerFlags, imagenet_plan
+        from .optim import make_optimizer
         from .step import make_train_step
 
-        return make_train_step(tf, hvd, net, opt, 5e-5, decayed_variables(net))
+        optim = make_optimizer(OptimizerFlags(), imagenet_plan(cfg.batch_size * rt.size, rt.size), net)
+        return make_train_step(rt, net, optim), optim.variables
+
+    opt = tf.keras.optimizers.SGD(learning_rate=0.01, momentum=0.9)
+    opt.build(net.trainable_variables)
 
     @tf.function
     def baseline_step(images, labels):  # Horovod's synthetic-benchmark loop, as users write it
@@ -133,7 +146,7 @@ def _training_step(rt, cfg: BenchConfig, net, opt):
         opt.apply_gradients(zip(grads, net.trainable_variables, strict=True))
         return (loss,)
 
-    return baseline_step
+    return baseline_step, opt.variables
 
 
 def _input(rt, cfg: BenchConfig, num_classes: int):
@@ -142,13 +155,13 @@ def _input(rt, cfg: BenchConfig, num_classes: int):
     if cfg.input == "synthetic":
         ds = input_pipeline.synthetic_dataset(cfg.batch_size, cfg.image_size, num_classes)
     elif cfg.mode == "eval":
-        man = manifest.load(cfg.input)
-        ds, _ = input_pipeline.eval_dataset(cfg.input, man, rt.rank, rt.size, cfg.batch_size,
+        man = manifest.load(cfg.input, cfg.manifest)
+        ds, _ = input_pipeline.eval_dataset(man, rt.rank, rt.size, cfg.batch_size,
                                             cfg.image_size)
         ds = ds.map(lambda images, labels, mask: (images, labels)).repeat()
     else:
-        man = manifest.load(cfg.input)
-        ds = input_pipeline.train_dataset(cfg.input, man, rt.rank, rt.size, cfg.batch_size,
+        man = manifest.load(cfg.input, cfg.manifest)
+        ds = input_pipeline.train_dataset(man, rt.rank, rt.size, cfg.batch_size,
                                           cfg.image_size)
     if cfg.precision == "bf16" and cfg.input == "synthetic":
         ds = ds.map(lambda images, labels: (rt.tf.cast(images, rt.tf.bfloat16), labels))

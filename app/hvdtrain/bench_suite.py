@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from .world import mpirun_command, mpirun_env
+
 HVDTRAIN = str(Path(sys.executable).parent / "hvdtrain")
 RN50 = ["--model", "resnet50", "--image-size", "224", "--batch-size", "32"]
 
@@ -25,9 +27,8 @@ RN50 = ["--model", "resnet50", "--image-size", "224", "--batch-size", "32"]
 def bench(args: list[str], np: int | None = None, timeout: int = 1800) -> dict:
     cmd = [HVDTRAIN, "bench", "--json", *args]
     if np:
-        cmd = ["mpirun", "-np", str(np), "--bind-to", "core", "--oversubscribe", *cmd]
-    env = {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-           "TF_CPP_MIN_LOG_LEVEL": "2"}
+        cmd = [*mpirun_command(np, bind="core"), *cmd]
+    env = {**mpirun_env(), "TF_CPP_MIN_LOG_LEVEL": "2"}
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if res.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{res.stderr[-3000:]}")

@@ -14,7 +14,7 @@ import re
 import shutil
 from pathlib import Path
 
-from . import atomic, manifest
+from . import atomic, faults, manifest
 
 SUBDIR = "checkpoints"
 META = "meta.json"
@@ -60,8 +60,7 @@ def save(model_dir: str | Path, step: int, trackable, meta: dict, keep: int | No
 
 
 def _before_rename_hook() -> None:
-    """Fault-injection point for tests (HVDTRAIN_FAIL_BEFORE_CKPT_RENAME=1 kills the save)."""
-    if os.environ.get("HVDTRAIN_FAIL_BEFORE_CKPT_RENAME") == "1":
+    if faults.checkpoint_rename_fails():
         raise CheckpointError("injected failure between checkpoint write and rename")
 
 

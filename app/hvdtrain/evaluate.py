@@ -8,21 +8,22 @@ with masked blanks so no rank waits on an allreduce the others never reach; the 
 from __future__ import annotations
 
 import time
+from dataclasses import fields
 from pathlib import Path
 
 from . import atomic, checkpoint, integrity, manifest
-from .config import ModelFlags, ThreadFlags
+from .config import EvalConfig, ModelFlags
 
 RESULTS = "eval_results.json"
 
 
-def score(rt, net, data_dir, man: dict, batch: int, image_size: int) -> dict:
+def score(rt, net, man: manifest.Manifest, batch: int, image_size: int) -> dict:
     """Run the network over the validation split; every rank returns the same totals."""
     tf, hvd = rt.tf, rt.hvd
     from . import input_pipeline
 
-    ds, steps = input_pipeline.eval_dataset(data_dir, man, rt.rank, rt.size, batch, image_size)
-    k5 = min(5, int(man["num_classes"]))
+    ds, steps = input_pipeline.eval_dataset(man, rt.rank, rt.size, batch, image_size)
+    k5 = min(5, man.num_classes)
 
     @tf.function
     def eval_step(images, labels, mask):
@@ -42,11 +43,11 @@ def score(rt, net, data_dir, man: dict, batch: int, image_size: int) -> dict:
             if i in marks:
                 rt.log(f"Evaluation [{i}/{steps}]")
     except tf.errors.DataLossError as exc:
-        raise integrity.corrupt_record(rt.rank, "validation", data_dir, exc) from None
+        raise integrity.corrupt_record(rt.rank, "validation", man.shard_dir, exc) from None
     totals = hvd.allreduce(totals, op=hvd.Sum, name="eval_totals").numpy()
     secs = time.perf_counter() - start
     n = int(totals[3] + 0.5)
-    expected = int(man["validation"]["num_images"])
+    expected = man.validation.num_images
     if n != expected:  # a broken exactly-once guarantee must never pass silently
         raise RuntimeError(f"evaluation scored {n} images but the manifest lists {expected}")
     return {"top1": float(totals[0] / n), "top5": float(totals[1] / n), "loss": float(totals[2] / n),
@@ -65,33 +66,32 @@ def write_results(model_dir, res: dict) -> Path:
     return path
 
 
-def run_eval(data_dir: Path, model_dir: Path, checkpoint_path: Path | None = None,
-             eval_batch_size: int = 200, threads: ThreadFlags | None = None,
-             precision: str | None = None, skip_corrupt_shards: bool = False) -> dict:
+def run_eval(cfg: EvalConfig) -> dict:
     """``hvdtrain eval``: restore a checkpoint, score every validation image, write results."""
-    if eval_batch_size < 1:
-        raise ValueError(f"--eval-batch-size {eval_batch_size} must be positive")
-    man = manifest.load(data_dir)
-    ckpt_dir, meta = checkpoint.resolve(checkpoint_path or model_dir)
-    net_flags = ModelFlags(**meta["model"])
-    if precision:
-        net_flags.precision = precision
+    cfg.check()
+    data_dir, model_dir, eval_batch_size = cfg.data.data_dir, cfg.model_dir, cfg.eval_batch_size
+    man = manifest.load(data_dir, cfg.data.manifest)
+    ckpt_dir, meta = checkpoint.resolve(cfg.checkpoint or model_dir)
+    known = {f.name for f in fields(ModelFlags)}
+    net_flags = ModelFlags(**{k: v for k, v in meta["model"].items() if k in known})
+    if cfg.precision:
+        net_flags.precision = cfg.precision
     from . import runtime
 
-    rt = runtime.start(threads or ThreadFlags(), net_flags.precision)
-    man = integrity.usable_manifest(rt, data_dir, man, "validation", skip_corrupt_shards)
-    if int(meta["num_classes"]) != int(man["num_classes"]):
+    rt = runtime.start(cfg.threads, net_flags.precision, cfg.faults.stall_timeout)
+    man = integrity.usable_manifest(rt, man, "validation", cfg.faults.skip_corrupt_shards)
+    if int(meta["num_classes"]) != man.num_classes:
         raise manifest.DataError(f"checkpoint {ckpt_dir} has {meta['num_classes']} classes but "
-                                 f"{data_dir} has {man['num_classes']}")
+                                 f"{data_dir} has {man.num_classes}")
     from .model import build_resnet
 
-    net = build_resnet(net_flags.model, int(man["num_classes"]), net_flags.image_size,
-                       net_flags.bn_decay)
+    net = build_resnet(net_flags.model, man.num_classes, net_flags.image_size, net_flags.bn_decay)
     rt.tf.train.Checkpoint(model=net).read(checkpoint.tf_prefix(ckpt_dir)).expect_partial()
+    rt.log(rt.describe_world())
     rt.log(f"eval: {ckpt_dir} (step {meta['step']}, {net_flags.model} @ {net_flags.image_size}px, "
-           f"{net_flags.precision}) on {man['validation']['num_images']} images, "
+           f"{net_flags.precision}) on {man.validation.num_images} images, "
            f"{rt.size} rank(s), batch {eval_batch_size}/rank")
-    res = score(rt, net, data_dir, man, eval_batch_size, net_flags.image_size)
+    res = score(rt, net, man, eval_batch_size, net_flags.image_size)
     res["global_step"] = int(meta["step"])
     res["checkpoint"] = str(ckpt_dir)
     if rt.rank == 0:

@@ -63,8 +63,8 @@ def eval_preprocess(encoded, image_size: int):
     return _normalise(_resize(image, image_size))
 
 
-def _files(data_dir, man: dict, split: str) -> list[str]:
-    return [str(p) for p in manifest.shard_paths(data_dir, man, split)]
+def _files(man: manifest.Manifest, split: str) -> list[str]:
+    return [str(p) for p in man.paths(split)]
 
 
 def rank_files(files: list[str], rank: int, size: int) -> list[str] | None:
@@ -135,17 +135,17 @@ def train_records(files: list[str], counts: list[int], rank: int, size: int, see
     return tf.data.Dataset.range(epoch0, 1 << 62).flat_map(epoch_stream).skip(offset)
 
 
-def train_dataset(data_dir, man: dict, rank: int, size: int, batch: int, image_size: int,
+def train_dataset(man: manifest.Manifest, rank: int, size: int, batch: int, image_size: int,
                   seed: int = 0, min_area: float = 0.08, flip: bool = True,
                   start_step: int = 0) -> tf.data.Dataset:
     """Batches of (images, labels); record ``p`` of this rank's stream is augmented with a seed
     made of (seed, rank, p), so the whole stream, pixels included, is a function of its position."""
-    files = _files(data_dir, man, records.TRAIN)
-    counts = manifest.shard_counts(man, records.TRAIN)
+    files = _files(man, records.TRAIN)
+    counts = man.train.counts
     start = start_step * batch
     ds = train_records(files, counts, rank, size, seed, shuffle_block_size(batch), start_records=start)
     positions = tf.data.Dataset.range(start, 1 << 62)
-    offset = int(man["label_offset"])
+    offset = man.label_offset
     stream_id = _stream_key(seed, rank, AUGMENT_STREAM)
 
     def parse(position, serialized):
@@ -157,21 +157,21 @@ def train_dataset(data_dir, man: dict, rank: int, size: int, batch: int, image_s
     return ds.batch(batch, drop_remainder=True).prefetch(AUTOTUNE)
 
 
-def eval_counts(man: dict, size: int) -> list[int]:
+def eval_counts(man: manifest.Manifest, size: int) -> list[int]:
     """Images each rank scores (from the manifest: every rank knows every count, no messages)."""
-    return rank_counts(manifest.shard_counts(man, records.VALIDATION), size)
+    return rank_counts(man.validation.counts, size)
 
 
-def eval_dataset(data_dir, man: dict, rank: int, size: int, batch: int,
+def eval_dataset(man: manifest.Manifest, rank: int, size: int, batch: int,
                  image_size: int) -> tuple[tf.data.Dataset, int]:
     """(images, labels, mask) batches; padded so every rank runs the same number of steps.
 
     Every validation image is scored exactly once over all ranks; padding has mask 0.
     """
-    ds = rank_records(_files(data_dir, man, records.VALIDATION), rank, size)
+    ds = rank_records(_files(man, records.VALIDATION), rank, size)
     counts = eval_counts(man, size)
     steps = -(-max(counts) // batch)
-    offset = int(man["label_offset"])
+    offset = man.label_offset
 
     def parse(serialized):
         encoded, label = records.parse_for_training(serialized, offset)

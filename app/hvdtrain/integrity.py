@@ -8,7 +8,6 @@ rank takes the same decision: stop, or — with ``skip_corrupt`` — drop the sa
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 from . import manifest
@@ -18,11 +17,11 @@ class CorruptData(manifest.DataError):
     pass
 
 
-def check_shard(path: Path, expected: dict) -> str | None:
+def check_shard(path: Path, expected: manifest.Shard) -> str | None:
     """The problem with one shard, or None when it matches the manifest."""
     if not path.is_file():
         return "missing"
-    if manifest.sha256_of(path) != expected["sha256"]:
+    if manifest.sha256_of(path) != expected.sha256:
         return "sha256 differs from the manifest (corrupt, truncated or replaced)"
     return None
 
@@ -33,29 +32,25 @@ def corrupt_record(rank: int, split: str, data_dir, exc) -> CorruptData:
                        f"({exc.message.splitlines()[0]}); run `hvdtrain verify {data_dir}`")
 
 
-def usable_manifest(rt, data_dir, man: dict, split: str, skip_corrupt: bool = False) -> dict:
+def usable_manifest(rt, man: manifest.Manifest, split: str,
+                    skip_corrupt: bool = False) -> manifest.Manifest:
     """The manifest to run with: unchanged when every shard of ``split`` is intact."""
-    shards = man[split]["shards"]
+    shards = man.split(split).shards
     mine = [(i, s) for i, s in enumerate(shards) if i % rt.size == rt.rank]
-    found = [(i, s["name"], why) for i, s in mine if (why := check_shard(Path(data_dir) / s["name"], s))]
+    found = [(i, s.name, why) for i, s in mine if (why := check_shard(man.shard_dir / s.name, s))]
     gathered = rt.hvd.allgather_object(found) if rt.size > 1 else [found]
     bad = sorted(item for per_rank in gathered for item in per_rank)
     if not bad:
         return man
-    listing = "; ".join(f"{Path(data_dir) / name}: {why}" for _, name, why in bad)
+    listing = "; ".join(f"{man.shard_dir / name}: {why}" for _, name, why in bad)
     if not skip_corrupt:
-        raise CorruptData(f"{len(bad)} {split} shard(s) do not match {data_dir}/manifest.json: "
+        raise CorruptData(f"{len(bad)} {split} shard(s) do not match their manifest: "
                           f"{listing}. Re-run `hvdtrain prep` to repair them (or pass "
                           f"--skip-corrupt-shards to leave them out).")
-    dropped = {i for i, _, _ in bad}
-    out = copy.deepcopy(man)
-    kept = [s for i, s in enumerate(shards) if i not in dropped]
-    lost = sum(s["num_records"] for i, s in enumerate(shards) if i in dropped)
-    if not kept:
+    out = man.without_shards(split, {name for _, name, _ in bad})
+    if not out.split(split).shards:
         raise CorruptData(f"every {split} shard is corrupt: {listing}")
-    out[split]["shards"] = kept
-    out[split]["num_shards"] = len(kept)
-    out[split]["num_images"] = man[split]["num_images"] - lost
+    lost = man.split(split).num_images - out.split(split).num_images
     rt.log(f"WARNING: skipping {len(bad)} corrupt {split} shard(s) ({listing}); "
-           f"{lost} of {man[split]['num_images']} images left out")
+           f"{lost} of {man.split(split).num_images} images left out")
     return out

@@ -21,8 +21,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import atomic, manifest, records, topology
+from .flags import REQUIRED, flag
 from .images import BadImage, normalise
 from .progress import Progress
+from .world import world
 
 STATE_DIR = ".prep-state"  # per-shard completion notes, removed once the manifest is written
 FORMAT_VERSION = 1  # bump when the bytes prep writes for the same input change
@@ -41,15 +43,23 @@ class Item:
 
 @dataclass
 class PrepConfig:
-    raw_data_dir: Path
-    output_dir: Path
-    validation_labels: Path | None = None
-    train_shards: int = 1024
-    validation_shards: int = 128
-    seed: int = 0
-    workers: int | None = None  # per rank; None = this rank's share of the cores
-    skip_bad: bool = False
-    progress: bool = True
+    raw_data_dir: Path = flag(REQUIRED, "--raw-data-dir", "--raw_data_dir",
+                              help="Raw tree: train/<wnid>/* and validation/*.")
+    output_dir: Path = flag(REQUIRED, "--output-dir", "--local-scratch-dir", "--local_scratch_dir",
+                            help="Where shards and manifest go.")
+    validation_labels: Path | None = flag(
+        None, "--validation-labels", "--validation_labels",
+        help="One wnid per line, aligned with sorted validation/* (default "
+             "RAW/validation_labels.txt; not needed with validation/<wnid>/).")
+    train_shards: int = flag(1024, "--train-shards", "--train_shards", help="Number of training shards.")
+    validation_shards: int = flag(128, "--validation-shards", "--validation_shards",
+                                  help="Number of validation shards.")
+    seed: int = flag(0, "--seed", help="Seed of the training-list shuffle (mixes classes).")
+    workers: int | None = flag(None, "--workers",
+                               help="Processes per rank. Default: this rank's cores.")
+    skip_bad: bool = flag(False, "--skip-bad", "--skip_bad",
+                          help="Skip unreadable images and list them in OUT/skipped.txt.")
+    progress: bool = flag(True, "--progress/--no-progress", help="Show progress.")
 
 
 @dataclass
@@ -213,9 +223,11 @@ class _Comm:
 
     def __init__(self):
         self.comm = None
-        if topology.launched_by_mpi() and topology.world_size() > 1:
+        w = world()
+        if w.size > 1:
             from mpi4py import MPI
             self.comm = MPI.COMM_WORLD
+            w.check_size(self.comm.Get_size(), "MPI (mpi4py)")
         self.rank = self.comm.Get_rank() if self.comm else 0
         self.size = self.comm.Get_size() if self.comm else 1
 
@@ -258,10 +270,10 @@ def run_prep(cfg: PrepConfig, log=print) -> dict:
     comm = _Comm()
     raw, out = Path(cfg.raw_data_dir).resolve(), Path(cfg.output_dir).resolve()
     classes, train, validation = scan(raw, cfg.validation_labels)
-    for flag, n, items in (("--train-shards", cfg.train_shards, train),
+    for name, n, items in (("--train-shards", cfg.train_shards, train),
                            ("--validation-shards", cfg.validation_shards, validation)):
         if n < 1 or n > len(items):
-            raise PrepError(f"{flag} {n} must be between 1 and the number of images ({len(items)})")
+            raise PrepError(f"{name} {n} must be between 1 and the number of images ({len(items)})")
     try:
         atomic.ensure_writable_dir(out)
         (out / STATE_DIR).mkdir(exist_ok=True)
@@ -299,16 +311,16 @@ def run_prep(cfg: PrepConfig, log=print) -> dict:
     by_name = {r.name: r for _, rs, _ in gathered for r in rs}
     converted = sum(n for _, _, n in gathered)
 
-    man = {"num_classes": len(classes), "label_offset": records.LABEL_OFFSET,
-           "labels": {wnid: k + 1 for k, wnid in enumerate(classes)}, "seed": cfg.seed}
-    skipped = []
+    splits, skipped = {}, []
     for split, shards in plan.items():
         rs = [by_name[records.shard_name(split, i, len(shards))] for i in range(len(shards))]
-        man[split] = {"num_images": sum(r.num_records for r in rs), "num_shards": len(rs),
-                      "shards": [{"name": r.name, "num_records": r.num_records, "sha256": r.sha256,
-                                  "inputs": r.inputs, "reencoded": r.reencoded} for r in rs]}
+        splits[split] = manifest.Split(tuple(
+            manifest.Shard(r.name, r.num_records, r.sha256, {"inputs": r.inputs, "reencoded": r.reencoded})
+            for r in rs))
         skipped += [s for r in rs for s in r.skipped]
-    man["skipped"] = skipped
+    man = manifest.Manifest(splits[records.TRAIN], splits[records.VALIDATION], len(classes),
+                            {wnid: k + records.LABEL_OFFSET for k, wnid in enumerate(classes)}, out,
+                            records.LABEL_OFFSET, {"seed": cfg.seed, "skipped": skipped})
     if comm.rank == 0:
         if skipped:
             atomic.write_bytes(out / manifest.SKIPPED,
@@ -318,10 +330,10 @@ def run_prep(cfg: PrepConfig, log=print) -> dict:
             note.unlink(missing_ok=True)
         (out / STATE_DIR).rmdir()
         secs = time.perf_counter() - start
-        n = man[records.TRAIN]["num_images"] + man[records.VALIDATION]["num_images"]
+        n = man.train.num_images + man.validation.num_images
         reused = f" ({n - converted} in shards reused from an earlier run)" if converted < n else ""
-        log(f"prep: done: {n} images ({man['train']['num_images']} train, "
-            f"{man['validation']['num_images']} validation) in {len(jobs)} shards{reused}, "
+        log(f"prep: done: {n} images ({man.train.num_images} train, "
+            f"{man.validation.num_images} validation) in {len(jobs)} shards{reused}, "
             f"{secs:.1f} s, {converted / secs:,.0f} images/s"
             + (f"; skipped {len(skipped)} bad image(s), see {out / manifest.SKIPPED}" if skipped else ""))
     return man

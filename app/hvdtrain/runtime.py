@@ -7,10 +7,12 @@ Thread settings first (``topology``), then ``import tensorflow``, then pool size
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 
 from . import topology
 from .config import ThreadFlags
+from .world import world
 
 
 @dataclass
@@ -21,6 +23,12 @@ class Runtime:
     size: int
     threads: topology.ThreadSettings | None  # None: TensorFlow's own defaults (the baseline)
     precision: str
+    hosts: list[str]  # host of each rank
+
+    def describe_world(self) -> str:
+        names = list(dict.fromkeys(self.hosts))
+        return (f"world: {self.size} rank(s) on {len(names)} host(s): {', '.join(names)} "
+                f"(launched by {world().launcher})")
 
     def log(self, *args, **kw) -> None:
         """Print on rank 0 only (every rank computes the same thing)."""
@@ -28,7 +36,8 @@ class Runtime:
             print(*args, **kw, flush=True)
 
 
-def start(flags: ThreadFlags, precision: str = "fp32", tf_defaults: bool = False) -> Runtime:
+def start(flags: ThreadFlags, precision: str = "fp32", stall_timeout: int = 0,
+          tf_defaults: bool = False) -> Runtime:
     """``tf_defaults`` leaves threading to TensorFlow (what the benchmark's baseline measures)."""
     settings = None if tf_defaults else topology.decide(
         flags.num_intra_threads, flags.num_inter_threads, flags.kmp_blocktime, flags.kmp_affinity)
@@ -39,9 +48,9 @@ def start(flags: ThreadFlags, precision: str = "fp32", tf_defaults: bool = False
     # A rank that stops answering (dead node, hung I/O) turns into an error instead of a hang:
     # Horovod warns at half the timeout; hvdtrain's watchdog (which names the rank) stops the job at
     # the timeout; Horovod's own shutdown at twice the timeout is the backstop.
-    if flags.stall_timeout > 0:
-        os.environ.setdefault("HOROVOD_STALL_CHECK_TIME_SECONDS", str(max(1, flags.stall_timeout // 2)))
-        os.environ.setdefault("HOROVOD_STALL_SHUTDOWN_TIME_SECONDS", str(2 * flags.stall_timeout))
+    if stall_timeout > 0:
+        os.environ.setdefault("HOROVOD_STALL_CHECK_TIME_SECONDS", str(max(1, stall_timeout // 2)))
+        os.environ.setdefault("HOROVOD_STALL_SHUTDOWN_TIME_SECONDS", str(2 * stall_timeout))
     import tensorflow as tf
 
     if settings:
@@ -49,6 +58,8 @@ def start(flags: ThreadFlags, precision: str = "fp32", tf_defaults: bool = False
     import horovod.tensorflow as hvd
 
     hvd.init()
+    world().check_size(hvd.size())  # N processes that each think they are rank 0 of 1: an error
+    hosts = hvd.allgather_object(socket.gethostname()) if hvd.size() > 1 else [socket.gethostname()]
     if precision == "bf16":  # bfloat16 compute (AMX), float32 master weights and loss
         tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    return Runtime(tf, hvd, hvd.rank(), hvd.size(), settings, precision)
+    return Runtime(tf, hvd, hvd.rank(), hvd.size(), settings, precision, hosts)

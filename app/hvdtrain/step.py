@@ -1,4 +1,5 @@
-"""The training step: forward, L2 weight decay, backward, Horovod allreduce, SGD update.
+"""The training step: forward, loss (+ the optimizer's weight-decay penalty), backward, Horovod
+allreduce, update.
 
 One function builds it for ``hvdtrain train`` and ``hvdtrain bench`` alike, so the benchmark
 times exactly what training runs. The step returns the global (allreduced) cross-entropy and
@@ -10,9 +11,12 @@ the step, the LR and the data position stay aligned.
 from __future__ import annotations
 
 
-def make_train_step(tf, hvd, net, opt, weight_decay: float, decayed: list, inject_nan_at: int = 0,
-                    compression=None):
+def make_train_step(rt, net, optim, inject_nan_at: int = 0, compression=None):
+    """``rt``: the started ``runtime``; ``optim``: an ``optim.Optimizer``; ``inject_nan_at``: the
+    ``faults`` hook (0 = off)."""
+    tf, hvd = rt.tf, rt.hvd
     compression = compression or hvd.Compression.none
+    opt = optim.optimizer
 
     @tf.function
     def train_step(images, labels):
@@ -22,9 +26,8 @@ def make_train_step(tf, hvd, net, opt, weight_decay: float, decayed: list, injec
                 labels=labels, logits=tf.cast(logits, tf.float32)))
             if inject_nan_at:  # traced only when the fault-injection hook is set
                 xent = tf.where(opt.iterations + 1 == inject_nan_at, float("nan"), xent)
-            loss = xent + weight_decay * tf.add_n([tf.nn.l2_loss(tf.cast(v, tf.float32))
-                                                   for v in decayed])
-        tape = hvd.DistributedGradientTape(tape, compression=compression)
+            loss = xent + optim.penalty()
+        tape = hvd.DistributedGradientTape(tape, compression=compression)  # wrap: allreduce grads
         grads = tape.gradient(loss, net.trainable_variables)
         global_xent = hvd.allreduce(xent, name="xent")  # identical on every rank
         finite = tf.math.is_finite(global_xent) & tf.math.is_finite(tf.linalg.global_norm(grads))

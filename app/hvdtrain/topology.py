@@ -12,34 +12,7 @@ import os
 import sys
 from dataclasses import dataclass
 
-# Launcher variables, first match wins: Open MPI, PMIx, MPICH/Intel MPI (PMI), Slurm.
-_RANK_VARS = ("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID")
-_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS")
-_LOCAL_SIZE_VARS = ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE")
-
-
-def _first_int(names, default: int) -> int:
-    for name in names:
-        value = os.environ.get(name, "")
-        if value.strip().isdigit():
-            return int(value)
-    return default
-
-
-def world_rank() -> int:
-    return _first_int(_RANK_VARS, 0)
-
-
-def world_size() -> int:
-    return _first_int(_SIZE_VARS, 1)
-
-
-def local_size() -> int:
-    return max(1, _first_int(_LOCAL_SIZE_VARS, 1))
-
-
-def launched_by_mpi() -> bool:
-    return any(name in os.environ for name in _RANK_VARS[:3])
+from .world import world
 
 
 def node_cores() -> int:
@@ -58,7 +31,7 @@ def cores_per_rank() -> int:
     node; we cannot tell, so we divide by the local rank count unless the mask is already small.
     """
     cores = node_cores()
-    ranks = local_size()
+    ranks = world().local_size
     total = os.cpu_count() or cores
     if cores < total:  # bound by the launcher: the mask is this rank's share already
         return max(1, cores)
@@ -79,7 +52,7 @@ class ThreadSettings:
         return (f"threads: intra_op={self.intra_op} inter_op={self.inter_op} "
                 f"OMP_NUM_THREADS={self.omp_num_threads} KMP_BLOCKTIME={self.kmp_blocktime} "
                 f"KMP_AFFINITY={self.kmp_affinity} ({src}; {cores_per_rank()} cores for "
-                f"this rank, {local_size()} rank(s) on this node)")
+                f"this rank, {world().local_size} rank(s) on this node)")
 
 
 def decide(intra_op: int | None = None, inter_op: int | None = None,

@@ -12,18 +12,17 @@ from pathlib import Path
 from . import integrity, manifest, records
 
 
-def verify_dataset(data_dir: str | Path, log=print) -> list[str]:
+def verify_dataset(data_dir: str | Path, manifest_path: Path | None = None, log=print) -> list[str]:
     import tensorflow as tf
 
-    data_dir = Path(data_dir)
-    man = manifest.load(data_dir)
-    offset, n_classes = int(man["label_offset"]), int(man["num_classes"])
-    label_of = man["labels"]
+    man = manifest.load(data_dir, manifest_path)
+    offset, n_classes = man.label_offset, man.num_classes
+    label_of = man.labels
     problems: list[str] = []
     total = 0
     for split in records.SPLITS:
-        for shard in man[split]["shards"]:
-            path = data_dir / shard["name"]
+        for shard in man.split(split).shards:
+            path = man.shard_dir / shard.name
             if why := integrity.check_shard(path, shard):
                 problems.append(f"{path}: {why}")
                 if not path.is_file():
@@ -50,10 +49,10 @@ def verify_dataset(data_dir: str | Path, log=print) -> list[str]:
                 problems.append(f"{path}: unreadable after {count} records "
                                 f"({exc.message.splitlines()[0]})")
                 continue
-            if count != shard["num_records"]:
-                problems.append(f"{path}: {count} records, manifest says {shard['num_records']}")
+            if count != shard.num_records:
+                problems.append(f"{path}: {count} records, manifest says {shard.num_records}")
             total += count
     log(f"verify: {total} records in "
-        f"{sum(man[s]['num_shards'] for s in records.SPLITS)} shards checked: "
+        f"{sum(man.split(s).num_shards for s in records.SPLITS)} shards checked: "
         + ("all agree with the manifest" if not problems else f"{len(problems)} problem(s)"))
     return problems

@@ -31,9 +31,10 @@ HEARTBEATS = ".heartbeats"
 
 class Watchdog:
     def __init__(self, timeout: float, rank: int, size: int = 1, heartbeat_dir: Path | None = None,
-                 exit_code: int = 70):
+                 exit_code: int = 70, netbeat=None):
         self.timeout, self.rank, self.size, self.exit_code = timeout, rank, size, exit_code
         self.heartbeat_dir = heartbeat_dir
+        self.netbeat = netbeat  # ``netbeat.NetBeat``: liveness over the job's network (rank 0 listens)
         self.beat_every = max(1.0, timeout / 10)
         self._last = None  # None: not armed
         self._paused = 0
@@ -52,6 +53,13 @@ class Watchdog:
         self._step, self._in_step, self._last = step, False, time.monotonic()
 
     @contextmanager
+    def step(self, step: int):
+        """Around one training step: inside it a rank waits in the step's collectives."""
+        self.entering_step()
+        yield
+        self.kick(step)
+
+    @contextmanager
     def paused(self):
         self._paused += 1
         try:
@@ -63,6 +71,8 @@ class Watchdog:
 
     def stop(self) -> None:
         self._stop.set()
+        if self.netbeat is not None:
+            self.netbeat.stop()
         if self.heartbeat_dir is not None:
             (self.heartbeat_dir / _name(self.rank)).unlink(missing_ok=True)
 
@@ -86,7 +96,11 @@ class Watchdog:
                 os._exit(self.exit_code)
 
     def _beat(self) -> None:
-        if self.heartbeat_dir is None or self._stop.is_set():
+        if self._stop.is_set():
+            return
+        if self.netbeat is not None:
+            self.netbeat.send(self._step)
+        if self.heartbeat_dir is None:
             return
         # The model dir may not be on this node, or full: the watchdog still works without.
         with contextlib.suppress(OSError):
@@ -103,6 +117,9 @@ class Watchdog:
         if stale:
             return "; ".join(f"{_who(b)} has not been heard from for {age:.0f} s (its last heartbeat came "
                              f"after step {b['step']}): frozen, dead or cut off" for b, age in stale)
+        if self.netbeat is not None and (silent := self.netbeat.describe_silent(
+                max(3 * self.beat_every, self.timeout / 2))):
+            return silent
         behind = lagging_ranks(beats)
         if behind:
             return "; ".join(_lag(b) for b in behind)

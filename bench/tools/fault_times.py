@@ -15,10 +15,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "faults"))
 from helpers import FAST, Job
 
+from hvdtrain import faults
+
 
 def measure(data_dir: str, how: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        env = {"HVDTRAIN_INJECT_STALL": "1:8"} if how == "hung" else None
+        env = {faults.STALL: "1:8"} if how == "hung" else None
         job = Job(["train", "--data-dir", data_dir, "--model-dir", Path(tmp) / "m", *FAST,
                    "--train-steps", 400, "--stall-timeout", 10], np=2, env=env)
         job.wait_for(r"^step 5/400")

@@ -11,7 +11,7 @@ from hvdtrain import input_pipeline, manifest
 
 def main(data_dir: str, batches: int = 20, batch: int = 32) -> None:
     man = manifest.load(data_dir)
-    it = iter(input_pipeline.train_dataset(data_dir, man, 0, 1, batch=batch, image_size=224))
+    it = iter(input_pipeline.train_dataset(man, 0, 1, batch=batch, image_size=224))
     for _ in range(3):  # fill the prefetch buffers first
         next(it)
     start = time.perf_counter()

@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import HVDTRAIN, cli_env
+from conftest import LEDGER, cli_env, command
 
 # Small and fast, but the real model, optimizer and Horovod path.
 FAST = ["--model", "resnet18", "--image-size", 32, "--train-batch-size", 64, "--warmup-steps", 5,
@@ -22,9 +22,7 @@ class Job:
     """A running `[mpirun -np N] hvdtrain ...` whose output is collected line by line."""
 
     def __init__(self, args, np: int | None = None, env: dict | None = None):
-        cmd = [HVDTRAIN, *map(str, args)]
-        if np:
-            cmd = ["mpirun", "-np", str(np), "--oversubscribe", "--bind-to", "none", *cmd]
+        cmd = command(args, np)
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, env=cli_env(**(env or {})), start_new_session=True)
         self.lines: list[str] = []
@@ -36,6 +34,7 @@ class Job:
             with self._cv:
                 self.lines.append(line.rstrip("\n"))
                 self._cv.notify_all()
+        LEDGER.record(self.output)
         with self._cv:
             self._cv.notify_all()
 

@@ -6,7 +6,7 @@ import pytest
 from helpers import FAST
 
 from conftest import run
-from hvdtrain import checkpoint
+from hvdtrain import checkpoint, faults
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +21,7 @@ def _train(data, model, steps, *extra, env=None):
 def test_crash_between_write_and_rename_keeps_previous_checkpoint(demo_records, tmp_path):
     model = tmp_path / "m"
     assert _train(demo_records, model, 20).returncode == 0
-    res = _train(demo_records, model, 30, env={"HVDTRAIN_FAIL_BEFORE_CKPT_RENAME": "1"})
+    res = _train(demo_records, model, 30, env={faults.FAIL_BEFORE_CKPT_RENAME: "1"})
     assert res.returncode != 0 and "injected failure" in res.stderr
     assert checkpoint.latest(model)[1]["step"] == 20
     # a save killed outright leaves its temporary directory: ignored, then removed on start
@@ -37,7 +37,7 @@ def test_crash_between_write_and_rename_keeps_previous_checkpoint(demo_records, 
 
 def test_nan_loss_stops_with_step_and_lr(demo_records, tmp_path):
     model = tmp_path / "m"
-    res = _train(demo_records, model, 30, env={"HVDTRAIN_INJECT_NAN_AT_STEP": "15"})
+    res = _train(demo_records, model, 30, env={faults.NAN_AT_STEP: "15"})
     assert res.returncode != 0
     assert "not finite at step 15" in res.stderr and "LR" in res.stderr, res.stderr
     assert "ckpt-00000010" in res.stderr  # the last good checkpoint, named
@@ -47,7 +47,7 @@ def test_nan_loss_stops_with_step_and_lr(demo_records, tmp_path):
 
 def test_bad_steps_can_be_skipped_within_a_bound(demo_records, tmp_path):
     res = _train(demo_records, tmp_path / "m", 20, "--max-bad-steps", 1,
-                 env={"HVDTRAIN_INJECT_NAN_AT_STEP": "15"})
+                 env={faults.NAN_AT_STEP: "15"})
     assert res.returncode == 0, res.stderr
     assert "update skipped (1 of at most 1)" in res.stdout
     rep = json.loads((tmp_path / "m" / "train_report.json").read_text())

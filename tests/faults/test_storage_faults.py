@@ -8,9 +8,9 @@ import signal
 import subprocess
 
 import pytest
-from helpers import FAST, HVDTRAIN
+from helpers import FAST
 
-from conftest import cli_env, run
+from conftest import LEDGER, cli_env, command, run
 from hvdtrain import checkpoint
 
 pytestmark = pytest.mark.integration
@@ -21,8 +21,10 @@ def _limited(args, max_file_bytes):
     def limit():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
-    return subprocess.run([HVDTRAIN, *map(str, args)], capture_output=True, text=True,
-                          env=cli_env(), preexec_fn=limit, timeout=600)
+    res = subprocess.run(command(args), capture_output=True, text=True, env=cli_env(),
+                         preexec_fn=limit, timeout=600)
+    LEDGER.record(res.stdout)
+    return res
 
 
 def test_full_disk_during_checkpoint(demo_records, tmp_path):

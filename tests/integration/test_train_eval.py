@@ -1,5 +1,7 @@
 """The main job end to end under mpirun: convergence on the real digits, identical ranks,
-rank-0 checkpoints, resume across rank counts, exactly-once evaluation, seed flags."""
+rank-0 checkpoints, resume across rank counts, exactly-once evaluation, seed flags.
+
+All of these read the one `make demo` run that conftest trains per pytest run."""
 
 import json
 import re
@@ -7,23 +9,15 @@ import shutil
 
 import pytest
 
-from conftest import run
+from conftest import DEMO, run
 
 pytestmark = pytest.mark.integration
 
-# The `make demo` recipe (resnet18 at 32 px on the digits).
-DEMO = ["--model", "resnet18", "--image-size", 32, "--train-batch-size", 128, "--train-epochs", 15,
-        "--warmup-epochs", 2, "--peak-lr", 0.4, "--min-crop-area", 0.35, "--no-random-flip",
-        "--log-every-steps", 40, "--checkpoint-every-steps", 100]
 
-
-@pytest.fixture(scope="module")
-def trained(demo_records, tmp_path_factory):
-    model_dir = tmp_path_factory.mktemp("model") / "m"
-    res = run(["train", "--data-dir", demo_records, "--model-dir", model_dir, *DEMO, "--eval-at-end"],
-              np=2)
-    assert res.returncode == 0, res.stdout + res.stderr
-    return model_dir, res.stdout
+@pytest.fixture
+def trained(demo_model):
+    """The shared `make demo` run (conftest.demo_model): trained once per pytest run."""
+    return demo_model
 
 
 def test_converges_on_the_demo_data(trained):

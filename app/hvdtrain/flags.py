@@ -1,0 +1,96 @@
+"""Every flag is declared once, on a config dataclass field: its default, its spellings, its help.
+
+``flag()`` puts the CLI spellings and help text into a field's metadata. ``parameters()`` turns the
+fields of a config (nested groups included) into typer options, so the CLI cannot drift from the
+config; ``build()`` turns the parsed values back into that config, by keyword.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import typing
+from typing import Any
+
+import typer
+
+REQUIRED = dataclasses.MISSING  # a flag the user must give
+
+
+def flag(default: Any = REQUIRED, *names: str, help: str, metavar: str | None = None):
+    """A config field that is also a CLI option (``names``: every accepted spelling)."""
+    meta = {"flags": names, "help": help, "metavar": metavar}
+    if isinstance(default, list | dict):
+        raise TypeError("mutable defaults need a factory")
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _fields(cls) -> list[tuple[dataclasses.Field, Any]]:
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            out += _fields(kind)
+        elif "flags" in f.metadata:
+            out.append((f, kind))
+    return out
+
+
+def parameters(*classes) -> list[inspect.Parameter]:
+    """typer options for every flagged field of ``classes`` (and of their nested groups)."""
+    params, seen = [], set()
+    for cls in classes:
+        for f, kind in _fields(cls):
+            if f.name in seen:
+                continue
+            seen.add(f.name)
+            default = ... if f.default is REQUIRED else f.default
+            opt = typer.Option(default, *f.metadata["flags"], help=f.metadata["help"],
+                               metavar=f.metadata["metavar"], show_default=default is not ...)
+            params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=opt,
+                                            annotation=kind))
+    return params
+
+
+def build(cls, values: dict):
+    """``cls`` from parsed option values, by keyword; nested groups are built the same way."""
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            kwargs[f.name] = build(hints[f.name], values)
+        elif f.name in values:
+            kwargs[f.name] = values[f.name]
+    return cls(**kwargs)
+
+
+def command(app: typer.Typer, name: str, *classes, extra: list[inspect.Parameter] = ()):
+    """Register ``fn(**values)`` as ``hvdtrain NAME`` with the options of ``classes`` + ``extra``.
+
+    ``fn``'s own docstring is the command's help."""
+    def register(fn):
+        params = [*parameters(*classes), *extra]
+        params.sort(key=lambda p: p.kind)  # positional arguments first, as Python requires
+
+        def cmd(**values):
+            return fn(**values)
+
+        cmd.__signature__ = inspect.Signature(params)
+        cmd.__annotations__ = {p.name: p.annotation for p in params}
+        cmd.__doc__ = fn.__doc__
+        cmd.__name__ = fn.__name__
+        app.command(name)(cmd)
+        return fn
+    return register
+
+
+def arg(name: str, kind, default: Any = ..., **kw) -> inspect.Parameter:
+    """An extra CLI-only parameter (a positional argument when ``default`` is ``...`` and
+    ``kw`` holds ``argument=True``)."""
+    is_argument = kw.pop("argument", False)
+    make = typer.Argument if is_argument else typer.Option
+    names = kw.pop("names", ())
+    value = make(default, *names, **kw)
+    kind_ = inspect.Parameter.POSITIONAL_OR_KEYWORD if is_argument else inspect.Parameter.KEYWORD_ONLY
+    return inspect.Parameter(name, kind_, default=value, annotation=kind)

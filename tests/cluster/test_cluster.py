@@ -1,0 +1,266 @@
+"""hvdtrain as its users run it: the SIF under Slurm and mpirun across 2 nodes (1 rank each) of the
+simulated cluster, the same SIF on the workstation for eval, and the faults only a cluster has."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from fixtures import apptainer, cluster, sif  # noqa: F401  (fixtures)
+
+from conftest import LEDGER, ROOT
+
+sys.path.insert(0, str(ROOT / "tests" / "faults"))
+from helpers import FAST
+
+pytestmark = [pytest.mark.integration, pytest.mark.cluster]
+
+STEPS = 20
+TRAIN = [*FAST, "--train-steps", STEPS, "--log-every-steps", 5, "--checkpoint-every-steps", 10,
+         "--num_intra_threads", 1, "--num_inter_threads", 1, "--stall-timeout", 30]
+SEED_LINE = re.compile(r"^Top-1 accuracy = .*$", re.M)
+
+
+def _env(**extra) -> dict:
+    return {"PATH": f"{Path(apptainer()).parent}:{Path(sys.executable).parent}:/usr/sbin:/usr/bin:/sbin:/bin",
+            "APPTAINER_WRAPPER_BINDS": str(ROOT), **{k: str(v) for k, v in extra.items()}}
+
+
+def _head(cluster, *cmd, timeout=600, **env):  # noqa: F811
+    """Run on the cluster's head namespace (where mpirun and the Slurm clients run)."""
+    res = cluster.run(cluster.on_head(*cmd), timeout=timeout, **_env(**env))
+    LEDGER.record(res.stdout)
+    return res
+
+
+def _on(cluster, cmd, timeout=600, **env):  # noqa: F811
+    res = cluster.run(cmd, timeout=timeout, **_env(**env))
+    LEDGER.record(res.stdout)
+    return res
+
+
+def _workstation(sif, *args, timeout=600):  # noqa: F811
+    """`apptainer exec hvdtrain.sif hvdtrain ...` on the host: the workstation."""
+    return subprocess.run([apptainer(), "exec", str(sif), "hvdtrain", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, env={**_env(), "HOME": "/root"})
+
+
+def _report(model: Path) -> dict:
+    return json.loads((model / "train_report.json").read_text())
+
+
+# ---------------------------------------------------------------------------- the workstation
+def test_sif_runs_every_command_on_the_workstation(sif, demo_records, tmp_path):  # noqa: F811
+    info = _workstation(sif, "info")
+    assert info.returncode == 0 and "horovod_controllers  MPI" in info.stdout, info.stderr
+    for cmd in ("demo-data", "prep", "verify", "train", "eval", "bench", "info", "version"):
+        res = _workstation(sif, cmd, "--help")
+        assert res.returncode == 0 and "Usage: hvdtrain" in res.stdout, (cmd, res.stderr)
+    assert _workstation(sif, "verify", demo_records).returncode == 0
+    assert _workstation(sif, "demo-data", tmp_path / "raw").returncode == 0
+    bench = _workstation(sif, "bench", "--json", "--model", "resnet18", "--image-size", 32,
+                         "--batch-size", 8, "--steps", 1, "--windows", 1, "--warmup", 1, "--no-peak")
+    assert bench.returncode == 0 and json.loads(bench.stdout.splitlines()[-1])["images_per_second"] > 0
+
+
+# ------------------------------------------------------------------------ Slurm, as users submit
+@pytest.fixture(scope="module")
+def sbatch_run(cluster, sif, demo_records, tmp_path_factory):  # noqa: F811
+    model = tmp_path_factory.mktemp("sbatch") / "model"
+    log = model.parent / "slurm.out"
+    res = cluster.run(cluster.on_head("sbatch", "--wait", "-N", 2, "--ntasks-per-node", 1, "-o", log,
+                                      ROOT / "entrypoints" / "slurm-seed-256.sbatch", *TRAIN),
+                      timeout=900, cwd=ROOT, **_env(DATA=demo_records, MODEL=model, SIF=sif))
+    out = log.read_text() if log.exists() else ""
+    LEDGER.record(out)
+    assert res.returncode == 0, res.stdout + res.stderr + out[-5000:]
+    return model, out
+
+
+def test_sbatch_template_trains_across_both_nodes(sbatch_run):
+    model, out = sbatch_run
+    assert "world: 2 rank(s) on 2 host(s): n1, n2" in out, out[-3000:]
+    rep = _report(model)
+    sums = rep["rank_weight_checksums"]["at_end"]
+    assert rep["num_ranks"] == 2 and rep["train_steps"] == STEPS and len(sums) == 2 and sums[0] == sums[1]
+
+
+def test_workstation_eval_equals_eval_under_srun(cluster, sif, sbatch_run, demo_records):  # noqa: F811
+    model, _ = sbatch_run
+    local = _workstation(sif, "eval", "--data-dir", demo_records, "--model-dir", model,
+                         "--eval-batch-size", 100)
+    assert local.returncode == 0, local.stderr
+    srun = _head(cluster, "srun", "--mpi=pmix", "-N", 2, "--ntasks-per-node", 1, apptainer(), "exec", sif,
+                 "hvdtrain", "eval", "--data-dir", demo_records, "--model-dir", model,
+                 "--eval-batch-size", 100, timeout=600)
+    assert srun.returncode == 0, srun.stderr
+    assert "world: 2 rank(s) on 2 host(s)" in srun.stdout
+    ours, theirs = SEED_LINE.findall(local.stdout), SEED_LINE.findall(srun.stdout)
+    assert len(ours) == 1 and ours == theirs and f"global_step = {STEPS}" in ours[0], (ours, theirs)
+
+
+# --------------------------------------------------------------------------- the mpirun launcher
+def test_mpirun_launcher_with_a_hostfile_gives_the_same_run(cluster, sif, sbatch_run, demo_records,  # noqa: F811
+                                                           tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    before = cluster.counters("n1")
+    res = _head(cluster, "sh", ROOT / "entrypoints" / "mpirun-singularity.sh", "train",
+                "--data-dir", demo_records, "--model-dir", model, *TRAIN, timeout=900,
+                NP=2, PPN=1, HOSTFILE=cluster.hostfile(), SIF=sif, BINDS=f"{demo_records},{tmp_path}")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    after = cluster.counters("n1")
+    assert "world: 2 rank(s) on 2 host(s): n1, n2" in res.stdout
+    # Same flags, seed and ranks as the sbatch job: the same weights, bit for bit.
+    assert _report(model)["rank_weight_checksums"] == _report(sbatch_run[0])["rank_weight_checksums"]
+    # Every step's gradients (resnet18: 11.2 M parameters, 45 MB) crossed n1's link both ways.
+    for way in ("rx", "tx"):
+        assert after[way] - before[way] > STEPS * 40e6, (before, after)
+
+
+def test_prep_across_nodes_writes_what_one_process_writes(cluster, sif, demo_raw, tmp_path):  # noqa: F811
+    one, two = tmp_path / "one", tmp_path / "two"
+    shards = ["--train-shards", 16, "--validation-shards", 4, "--no-progress"]
+    assert _workstation(sif, "prep", "--raw-data-dir", demo_raw, "--output-dir", one, *shards).returncode == 0
+    res = _on(cluster, cluster.mpirun(apptainer(), "exec", sif, "hvdtrain", "prep", "--raw-data-dir",
+                                      demo_raw, "--output-dir", two, *shards))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "2 rank(s)" in res.stdout
+    assert json.loads((two / "manifest.json").read_text()) == json.loads((one / "manifest.json").read_text())
+
+
+def test_pbs_template_dry_run_prints_its_mpirun_command(sif, tmp_path):  # noqa: F811
+    nodefile = tmp_path / "nodes"
+    nodefile.write_text("n1\nn1\nn2\nn2\n")
+    (tmp_path / "data").mkdir()
+    res = subprocess.run(["bash", str(ROOT / "entrypoints" / "pbs-seed-256.pbs")], capture_output=True,
+                         text=True, timeout=60, cwd=ROOT,
+                         env=_env(DRY_RUN=1, PBS_NODEFILE=nodefile, PBS_O_WORKDIR=ROOT, SIF=sif,
+                                  DATA=tmp_path / "data", MODEL=tmp_path / "models" / "m",
+                                  HOME=tmp_path))
+    assert res.returncode == 0, res.stderr
+    cmd = res.stdout.strip().splitlines()[-1]
+    assert cmd.startswith("mpirun -np 4 ") and f"--hostfile {nodefile}" in cmd and "exec --bind" in cmd
+    assert "train --train_batch_size 24576 --train_steps 4680" in cmd and str(sif) in cmd
+
+
+# ------------------------------------------------------------------------ faults across nodes
+def _job(cluster, *args, **env):  # noqa: F811
+    cmd = cluster.mpirun(apptainer(), "exec", env.pop("sif"), "hvdtrain", *args)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=cluster.env(**_env(**env)), start_new_session=True)
+
+
+def _wait_for_line(proc, pattern: str, timeout: float) -> list[str]:
+    lines, rx, deadline = [], re.compile(pattern), time.monotonic() + timeout
+    for line in proc.stdout:
+        lines.append(line)
+        if rx.search(line) or time.monotonic() > deadline:
+            return lines
+    return lines
+
+
+def _only_slurmd_left(cluster) -> list[str]:  # noqa: F811
+    """Processes still in the nodes' namespaces, other than their slurmd."""
+    left = []
+    for node in cluster.nodes:
+        for pid in cluster.pids(node):
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if "slurmd" not in cmd and "node-enter" not in cmd:
+                left.append(f"{node}: {pid} {cmd[:120]}")
+    return left
+
+
+def test_link_down_mid_training_names_the_host_then_resumes(cluster, sif, demo_records, tmp_path):  # noqa: F811
+    model = tmp_path / "model"
+    args = ["train", "--data-dir", demo_records, "--model-dir", model, *FAST, "--train-steps", 60,
+            "--checkpoint-every-steps", 5, "--num_intra_threads", 1, "--num_inter_threads", 1,
+            "--stall-timeout", 10]
+    job = _job(cluster, *args, sif=sif)
+    lines = _wait_for_line(job, r"^step 7/60", 600)
+    cluster.link("n2", "down")
+    down_at = time.monotonic()
+    try:
+        lines += job.stdout.readlines()
+        code = job.wait(timeout=120)
+    finally:
+        took = time.monotonic() - down_at
+        cluster.link("n2", "up")
+    out = "".join(lines)
+    LEDGER.record(out)
+    assert code != 0 and took < 10 + 30, (code, took, out[-3000:])
+    assert re.search(r"error \(rank 0\): no training step finished .*rank 1 \(host n2\).*"
+                     r"link of n2 is down", out), out[-3000:]
+    _wait_until(lambda: not _only_slurmd_left(cluster), 60, lambda: _only_slurmd_left(cluster))
+    res = _on(cluster, cluster.mpirun(apptainer(), "exec", sif, "hvdtrain", *args), timeout=900)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert re.search(r"^resumed from .*ckpt-000000(05|10) \(step (5|10),", res.stdout, re.M), res.stdout
+    assert _report(model)["train_steps"] == 60
+    print(f"link down: job ended {took:.1f} s after the link went down, exit {code}")
+
+
+def test_model_dir_not_visible_on_every_node_is_refused(cluster, sif, demo_records):  # noqa: F811
+    res = _on(cluster, cluster.mpirun(apptainer(), "exec", sif, "hvdtrain", "train", "--data-dir",
+                                      demo_records, "--model-dir", "/tmp/node-local-model", *TRAIN))
+    assert res.returncode != 0
+    assert "--model-dir /tmp/node-local-model is not visible from rank 1 on n2" in res.stderr, res.stderr
+    assert "step 1/" not in res.stdout
+
+
+@pytest.mark.parametrize("what", ["sif", "bind"])
+def test_missing_sif_or_bind_path_is_one_clear_error(cluster, sif, demo_records, tmp_path, what):  # noqa: F811
+    env = {"NP": 2, "PPN": 1, "HOSTFILE": cluster.hostfile(), "SIF": sif,
+           "BINDS": f"{demo_records},{tmp_path}"}
+    if what == "sif":
+        env["SIF"] = tmp_path / "nope.sif"
+    else:
+        env["BINDS"] = f"{demo_records},/scratch/not-there"
+    res = _head(cluster, "sh", ROOT / "entrypoints" / "mpirun-singularity.sh", "train", "--data-dir",
+                demo_records, "--model-dir", tmp_path / "m", *TRAIN, timeout=60, **env)
+    assert res.returncode == 2 and "mpirun-singularity: error:" in res.stderr, res.stderr
+    want = "nope.sif: no such image file" if what == "sif" else "/scratch/not-there does not exist"
+    assert want in res.stderr, res.stderr
+
+
+def test_ranks_without_pmi_are_an_error_not_n_single_rank_jobs(cluster, sif, demo_records, tmp_path):  # noqa: F811
+    res = _head(cluster, "srun", "--mpi=none", "-N", 2, "--ntasks-per-node", 1, apptainer(), "exec", sif,
+                "hvdtrain", "train", "--data-dir", demo_records, "--model-dir", tmp_path / "m", *TRAIN,
+                timeout=300)
+    assert res.returncode != 0
+    assert "started 2 rank(s) but Horovod sees 1" in res.stderr, res.stderr[-3000:]
+    assert "step 1/" not in res.stdout
+
+
+def test_node_death_names_the_host(cluster, sif, demo_records, tmp_path):  # noqa: F811
+    args = ["train", "--data-dir", demo_records, "--model-dir", tmp_path / "model", *FAST,
+            "--train-steps", 60, "--checkpoint-every-steps", 5, "--num_intra_threads", 1,
+            "--num_inter_threads", 1, "--stall-timeout", 10]
+    job = _job(cluster, *args, sif=sif)
+    lines = _wait_for_line(job, r"^step 7/60", 600)
+    killed = cluster.kill_node("n2")
+    dead_at = time.monotonic()
+    lines += job.stdout.readlines()
+    code = job.wait(timeout=120)
+    took = time.monotonic() - dead_at
+    out = "".join(lines)
+    LEDGER.record(out)
+    cluster.restart_slurmd("n2")
+    assert killed >= 2 and code != 0 and took < 10 + 30, (killed, code, took, out[-3000:])
+    assert "n2" in out.split("step 7/60", 1)[1], out[-3000:]
+    _wait_until(lambda: not _only_slurmd_left(cluster), 60, lambda: _only_slurmd_left(cluster))
+    print(f"node death: job ended {took:.1f} s after n2's {killed} processes were killed, exit {code}")
+
+
+def _wait_until(ok, timeout, what):
+    deadline = time.monotonic() + timeout
+    while not ok():
+        assert time.monotonic() < deadline, what()
+        time.sleep(1)
