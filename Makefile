@@ -67,10 +67,11 @@ $(STAMPS)/tensorflow: $(STAMPS)/venv
 WHEELS := build/wheels
 $(STAMPS)/horovod: $(STAMPS)/tensorflow
 	@echo "[install] building $(HVD_PIN) with MPI + TensorFlow (about 4 minutes on 2 cores)"
-	@rm -rf $(WHEELS) && mkdir -p $(WHEELS)
+	@rm -rf $(WHEELS) && mkdir -p $(WHEELS) && date +%s > $(WHEELS)/.started
 	@HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_MPI=1 HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 \
 	  MAKEFLAGS=-j$$(nproc) $(PIP) wheel -q --no-deps --no-cache-dir --no-build-isolation -w $(WHEELS) "$(HVD_PIN)" \
 	  || { echo "[install] FAILED: building $(HVD_PIN); see the compiler output above" >&2; exit 1; }
+	@echo "[install] Horovod wheel built in $$(( $$(date +%s) - $$(cat $(WHEELS)/.started) )) s: $$(ls $(WHEELS))"
 	@$(PIP) install -q $(WHEELS)/horovod-*.whl || { echo "[install] FAILED: pip install $(WHEELS)/horovod-*.whl" >&2; exit 1; }
 	@$(VENV)/bin/horovodrun --check-build | tee $(STAMPS)/check-build.txt
 	@grep -q '\[X\] TensorFlow' $(STAMPS)/check-build.txt && grep -q '\[X\] MPI' $(STAMPS)/check-build.txt \
@@ -185,11 +186,16 @@ sif: image
 	@if ! command -v apptainer >/dev/null && ! command -v singularity >/dev/null; then \
 	  containers/install-apptainer.sh $(APPTAINER_DIR); \
 	  echo "[sif] using $(CURDIR)/$(APPTAINER_DIR)/bin/apptainer (not on PATH; add $(CURDIR)/$(APPTAINER_DIR)/bin)"; fi
-	mkdir -p build
-	rm -f build/hvdtrain-$(MPI).tar
-	$(ENGINE) save --format docker-archive -o build/hvdtrain-$(MPI).tar $(IMAGE)
-	$(APPTAINER) build --force $(SIF).partial docker-archive://build/hvdtrain-$(MPI).tar
-	mv $(SIF).partial $(SIF) && rm -f build/hvdtrain-$(MPI).tar
+	@mkdir -p build; id=$$($(ENGINE) image inspect --format '{{.Id}}' $(IMAGE)); \
+	if [ -f $(SIF) ] && [ "$$(cat $(SIF).image-id 2>/dev/null)" = "$$id" ]; then \
+	  echo "[sif] $(SIF) is already the conversion of $(IMAGE) ($${id:0:12})"; \
+	else \
+	  rm -f build/hvdtrain-$(MPI).tar $(SIF).image-id; \
+	  echo "[sif] converting $(IMAGE) ($${id:0:12}) to $(SIF)"; \
+	  $(ENGINE) save --format docker-archive -o build/hvdtrain-$(MPI).tar $(IMAGE) \
+	  && $(APPTAINER) build --force $(SIF).partial docker-archive://build/hvdtrain-$(MPI).tar \
+	  && mv $(SIF).partial $(SIF) && rm -f build/hvdtrain-$(MPI).tar && echo "$$id" > $(SIF).image-id; \
+	fi
 	@du -h --apparent-size $(SIF) | awk '{print "[sif] " $$2 ": " $$1}'
 	$(APPTAINER) exec $(SIF) hvdtrain info
 

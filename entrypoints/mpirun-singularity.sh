@@ -21,16 +21,19 @@ sockets=$(lscpu -p=SOCKET 2>/dev/null | grep -v '^#' | sort -u | wc -l)
 NP=${NP:-2} PPN=${PPN:-${sockets:-1}} SIF=${SIF:-hvdtrain.sif} BINDS=${BINDS:-}
 [ "$PPN" -ge 1 ] 2>/dev/null || PPN=1
 fail() { echo "mpirun-singularity: error: $*" >&2; exit 2; }
-# Everything that would otherwise fail on every node at once, minutes later, is checked here first.
-[ -f "$SIF" ] || fail "SIF=$SIF: no such image file (build it with \`make sif\`, or set SIF to its path)"
-old_ifs=$IFS; IFS=,
-for b in $BINDS; do
-  src=${b%%:*}
-  [ -e "$src" ] || fail "BINDS: $src does not exist on $(hostname) (every bind path must exist on every node)"
-done
-IFS=$old_ifs
-[ -z "${HOSTFILE:-}" ] || [ -f "$HOSTFILE" ] || fail "HOSTFILE=$HOSTFILE: no such file"
-runner=$(command -v apptainer || command -v singularity) || fail "neither apptainer nor singularity is on PATH"
+if [ "${DRY_RUN:-0}" = 1 ]; then  # print the command, e.g. for another machine: check nothing
+  runner=$(command -v apptainer || command -v singularity || echo singularity)
+else  # what would otherwise fail on every node at once, minutes later, is checked here first
+  [ -f "$SIF" ] || fail "SIF=$SIF: no such image file (build it with \`make sif\`, or set SIF to its path)"
+  old_ifs=$IFS; IFS=,
+  for b in $BINDS; do
+    src=${b%%:*}
+    [ -e "$src" ] || fail "BINDS: $src does not exist on $(hostname) (every bind path must exist on every node)"
+  done
+  IFS=$old_ifs
+  [ -z "${HOSTFILE:-}" ] || [ -f "$HOSTFILE" ] || fail "HOSTFILE=$HOSTFILE: no such file"
+  runner=$(command -v apptainer || command -v singularity) || fail "neither apptainer nor singularity is on PATH"
+fi
 mpirun_bin=${MPIRUN:-mpirun}
 flavour=$($mpirun_bin --version 2>/dev/null | head -n 1 || true)
 env_names="OMP_NUM_THREADS KMP_BLOCKTIME KMP_AFFINITY HOROVOD_FUSION_THRESHOLD HOROVOD_CYCLE_TIME HOROVOD_STALL_CHECK_TIME_SECONDS"

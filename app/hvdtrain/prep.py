@@ -224,6 +224,7 @@ class _Comm:
     def __init__(self):
         self.comm = None
         w = world()
+        w.check_launch()
         if w.size > 1:
             from mpi4py import MPI
             self.comm = MPI.COMM_WORLD

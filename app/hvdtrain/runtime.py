@@ -51,6 +51,7 @@ def start(flags: ThreadFlags, precision: str = "fp32", stall_timeout: int = 0,
     if stall_timeout > 0:
         os.environ.setdefault("HOROVOD_STALL_CHECK_TIME_SECONDS", str(max(1, stall_timeout // 2)))
         os.environ.setdefault("HOROVOD_STALL_SHUTDOWN_TIME_SECONDS", str(2 * stall_timeout))
+    world().check_launch()
     import tensorflow as tf
 
     if settings:

@@ -33,6 +33,14 @@ class World:
     local_size: int
     launcher: str  # "mpirun (Open MPI)", "PMI (Intel MPI/MPICH hydra)", "srun", "srun (PMIx)" or "none"
 
+    def check_launch(self) -> None:
+        """Before MPI starts: ``srun`` without a PMI plugin cannot wire ranks together."""
+        if self.launcher == "srun" and self.size > 1:
+            raise WorldError(
+                f"the launcher (srun) started {self.size} rank(s) without PMI, so MPI would see 1 "
+                f"in each and every rank would train alone: use `srun --mpi=pmix` (Debian's Slurm "
+                f"and Open MPI), or mpirun inside the allocation")
+
     def check_size(self, mpi_size: int, what: str = "Horovod") -> None:
         if mpi_size != self.size:
             raise WorldError(
