@@ -1,7 +1,6 @@
 """Ranks read disjoint records that together cover the data, for file- and record-level shards;
 evaluation pads so each rank runs the same number of steps."""
 
-import json
 
 import pytest
 import tensorflow as tf
@@ -20,7 +19,7 @@ def test_rank_records_disjoint_and_complete(demo_records, split, size):
     files = [str(p) for p in man.paths(split)]
     per_rank = [_names(input_pipeline.rank_records(files, r, size)) for r in range(size)]
     flat = [n for names in per_rank for n in names]
-    assert len(flat) == len(set(flat)) == man[split]["num_images"]
+    assert len(flat) == len(set(flat)) == man.split(split).num_images
     if split == "validation":  # the counts eval relies on, known to every rank from the manifest
         assert [len(n) for n in per_rank] == input_pipeline.eval_counts(man, size)
 
@@ -38,7 +37,7 @@ def test_eval_dataset_pads_to_equal_steps_with_zero_mask(demo_records):
 
 
 def test_train_batches_have_the_right_shape_and_labels(demo_records):
-    man = json.loads((demo_records / "manifest.json").read_text())
+    man = manifest.load(demo_records)
     ds = input_pipeline.train_dataset(man, 0, 2, batch=16, image_size=32)
     images, labels = next(iter(ds))
     assert images.shape == (16, 32, 32, 3) and images.dtype == tf.float32
