@@ -150,9 +150,7 @@ def bench(eval_mode: bool, prep_mode: bool, as_json: bool, **values):
     if eval_mode and prep_mode:
         _fail("--eval and --prep are alternatives")
     cfg = build(BenchConfig, values)
-    cfg.mode = mode = "eval" if eval_mode else "prep" if prep_mode else "train"
-    impl, model, image_size = cfg.impl, cfg.model, cfg.image_size
-    batch_size, precision = cfg.batch_size, cfg.precision
+    cfg.mode = "eval" if eval_mode else "prep" if prep_mode else "train"
     res = _call(run_bench, cfg)
     from .world import world
 
@@ -161,12 +159,13 @@ def bench(eval_mode: bool, prep_mode: bool, as_json: bool, **values):
     if as_json:
         typer.echo(json.dumps(res))
         return
-    if mode == "prep":
+    if cfg.mode == "prep":
         typer.echo(f"prep: {res['images']} images: {res['images_per_second_1_worker']:,.1f} images/s "
                    f"with 1 worker, {res['images_per_second']:,.1f} with {res['workers']} "
                    f"(scaling efficiency {res['scaling_efficiency']:.0%})")
         return
-    typer.echo(f"{mode} {impl} {model} @{image_size}px batch {batch_size}/rank {precision}, "
+    typer.echo(f"{cfg.mode} {cfg.impl} {cfg.model} @{cfg.image_size}px batch {cfg.batch_size}/rank "
+               f"{cfg.precision}, "
                f"{res['num_ranks']} rank(s): {res['images_per_second']:,.2f} images/s global "
                f"(windows {res['window_rates_per_rank']} per rank)")
     typer.echo(f"  step {res['step_ms']} ms: input wait {res['input_wait_ms_per_step']} ms"

@@ -24,6 +24,12 @@ class ConfigError(ValueError):
     """A flag value that cannot work; the message names the flag."""
 
 
+def _positive(*flags: tuple[str, float | None]) -> None:
+    for name, v in flags:
+        if v is not None and v <= 0:
+            raise ConfigError(f"{name} {v} must be positive")
+
+
 @dataclass
 class ThreadFlags:
     """Per-process thread settings, decided before TensorFlow starts (``topology``)."""
@@ -112,9 +118,7 @@ class ScheduleFlags:
             raise ConfigError(f"--train-batch-size {self.train_batch_size} must be positive")
         if self.train_steps is not None and self.train_epochs is not None:
             raise ConfigError("give --train-steps or --train-epochs, not both")
-        for name, v in (("--train-steps", self.train_steps), ("--train-epochs", self.train_epochs)):
-            if v is not None and v <= 0:
-                raise ConfigError(f"{name} {v} must be positive")
+        _positive(("--train-steps", self.train_steps), ("--train-epochs", self.train_epochs))
 
 
 @dataclass
@@ -155,12 +159,10 @@ class TrainConfig:
     def check(self) -> None:
         self.net.check()
         self.schedule.check()
-        for name, v in (("--checkpoint-every-steps", self.checkpoint_every_steps),
-                        ("--log-every-steps", self.log_every_steps),
-                        ("--eval-batch-size", self.eval_batch_size),
-                        ("--keep-checkpoints", self.keep_checkpoints)):
-            if v is not None and v <= 0:
-                raise ConfigError(f"{name} {v} must be positive")
+        _positive(("--checkpoint-every-steps", self.checkpoint_every_steps),
+                  ("--log-every-steps", self.log_every_steps),
+                  ("--eval-batch-size", self.eval_batch_size),
+                  ("--keep-checkpoints", self.keep_checkpoints))
         if self.max_bad_steps < 0:
             raise ConfigError(f"--max-bad-steps {self.max_bad_steps} must be 0 or more")
         if not 0 < self.min_crop_area <= 1:
@@ -183,8 +185,7 @@ class EvalConfig:
     faults: FaultFlags = field(default_factory=FaultFlags)
 
     def check(self) -> None:
-        if self.eval_batch_size < 1:
-            raise ConfigError(f"--eval-batch-size {self.eval_batch_size} must be positive")
+        _positive(("--eval-batch-size", self.eval_batch_size))
         if self.precision is not None and self.precision not in PRECISIONS:
             raise ConfigError(f"--precision {self.precision}: choose one of {', '.join(PRECISIONS)}")
 

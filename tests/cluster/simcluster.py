@@ -27,6 +27,10 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# ip, munged, slurmctld and slurmd live in sbin, which a CI shell may leave off PATH.
+for _sbin in ("/usr/sbin", "/sbin"):
+    if _sbin not in os.environ.get("PATH", "").split(":"):
+        os.environ["PATH"] = f"{os.environ.get('PATH', '')}:{_sbin}"
 NET = "10.77.0"
 HEAD_IP = f"{NET}.100"
 HEAD = "head"
