@@ -206,11 +206,11 @@ def _only_slurmd_left(cluster) -> list[str]:  # noqa: F811
 
 def test_link_down_mid_training_names_the_host_then_resumes(cluster, sif, demo_records, tmp_path):  # noqa: F811
     model = tmp_path / "model"
-    args = ["train", "--data-dir", demo_records, "--model-dir", model, *FAST, "--train-steps", 60,
+    args = ["train", "--data-dir", demo_records, "--model-dir", model, *FAST, "--train-steps", 20,
             "--checkpoint-every-steps", 5, "--num_intra_threads", 1, "--num_inter_threads", 1,
             "--stall-timeout", 10]
     job = _job(cluster, *args, sif=sif)
-    lines = _wait_for_line(job, r"^step 7/60")
+    lines = _wait_for_line(job, r"^step 7/20")
     cluster.link("n2", "down")
     down_at = time.monotonic()
     try:
@@ -227,7 +227,7 @@ def test_link_down_mid_training_names_the_host_then_resumes(cluster, sif, demo_r
     res = _on(cluster, cluster.mpirun(apptainer(), "exec", sif, "hvdtrain", *args), timeout=900)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert re.search(r"^resumed from .*ckpt-000000(05|10) \(step (5|10),", res.stdout, re.M), res.stdout
-    assert _report(model)["train_steps"] == 60
+    assert _report(model)["train_steps"] == 20
     said = next(ln for ln in out.splitlines() if "link of n2 is down" in ln)
     print(f"link down: job ended {took:.1f} s after the link went down, exit {code}: {said}")
 
@@ -266,10 +266,10 @@ def test_ranks_without_pmi_are_an_error_not_n_single_rank_jobs(cluster, sif, dem
 
 def test_node_death_names_the_host(cluster, sif, demo_records, tmp_path):  # noqa: F811
     args = ["train", "--data-dir", demo_records, "--model-dir", tmp_path / "model", *FAST,
-            "--train-steps", 60, "--checkpoint-every-steps", 5, "--num_intra_threads", 1,
+            "--train-steps", 20, "--checkpoint-every-steps", 5, "--num_intra_threads", 1,
             "--num_inter_threads", 1, "--stall-timeout", 10]
     job = _job(cluster, *args, sif=sif)
-    lines = _wait_for_line(job, r"^step 7/60")
+    lines = _wait_for_line(job, r"^step 7/20")
     killed = cluster.kill_node("n2")
     dead_at = time.monotonic()
     try:
@@ -280,9 +280,9 @@ def test_node_death_names_the_host(cluster, sif, demo_records, tmp_path):  # noq
     out = "".join(lines) + rest
     LEDGER.record(out)
     assert killed >= 2 and code != 0 and took < 10 + 30, (killed, code, took, out[-3000:])
-    assert "n2" in out.split("step 7/60", 1)[1], out[-3000:]
+    assert "n2" in out.split("step 7/20", 1)[1], out[-3000:]
     _wait_until(lambda: not _only_slurmd_left(cluster), 60, lambda: _only_slurmd_left(cluster))
-    said = [ln for ln in out.split("step 7/60", 1)[1].splitlines() if "n2" in ln][:3]
+    said = [ln for ln in out.split("step 7/20", 1)[1].splitlines() if "n2" in ln][:3]
     print(f"node death: job ended {took:.1f} s after n2's {killed} processes were killed, exit {code}: "
           + " | ".join(said))
 
