@@ -100,7 +100,7 @@ demo: install
 	$(MPIRUN) $(HVD) eval --data-dir $(DEMO_DIR)/records --model-dir $(DEMO_DIR)/model --eval-batch-size 100
 	@echo "demo: results in $(DEMO_DIR)/model/train_report.json and eval_results.json"
 
-PYTEST_FLAGS ?= -q -rs
+PYTEST_FLAGS ?= -q -rs --durations=25
 # Includes the container checks: hadolint, Singularity.def freshness and `make image-test`
 # (HVDTRAIN_SKIP_IMAGE=1 skips the image build for a quick local run).
 test: install $(STAMPS)/lint-tools cluster-tools
