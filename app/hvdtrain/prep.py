@@ -265,7 +265,7 @@ def _run_jobs(jobs: list[ShardJob], workers: int, progress: Progress) -> list[Sh
     return [results[j.name] for j in jobs]
 
 
-def run_prep(cfg: PrepConfig, log=print) -> dict:
+def run_prep(cfg: PrepConfig, log=print) -> manifest.Manifest:
     """Run prep for this rank (all of it when not under mpirun); returns the manifest."""
     start = time.perf_counter()
     comm = _Comm()
