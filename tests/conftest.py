@@ -59,6 +59,7 @@ class Ledger:
 
     def __init__(self):
         self.images = self.steps = self.runs = 0
+        self.train_seconds = 0.0  # sum of "trained N steps in X s": the part that scales with the CPU
         self.demo_seconds = None  # wall time of the shared demo training: this machine's speed
         self.seconds = defaultdict(float)  # per test folder
 
@@ -70,6 +71,8 @@ class Ledger:
         done = re.search(r"^trained (\d+) steps in", output, re.M)
         logged = [int(s) for s in re.findall(r"^step (\d+)/\d+ ", output, re.M)]
         steps = int(done.group(1)) if done else max(logged, default=0) - int(start.group(1) if start else 0)
+        timed = re.search(r"^trained \d+ steps in ([\d.]+) s", output, re.M)
+        self.train_seconds += float(timed.group(1)) if timed else 0.0
         self.runs += 1
         self.steps += max(0, steps)
         self.images += max(0, steps) * int(plan.group(1).replace(",", ""))
@@ -101,7 +104,7 @@ def pytest_terminal_summary(terminalreporter):
     verdict = "within" if LEDGER.images <= TRAINING_IMAGES_BUDGET else "OVER"
     tr.write_line(f"budget: {LEDGER.images:,} training images ({LEDGER.steps:,} steps in "
                   f"{LEDGER.runs} training runs), {verdict} the budget of "
-                  f"{TRAINING_IMAGES_BUDGET:,}")
+                  f"{TRAINING_IMAGES_BUDGET:,}; {LEDGER.train_seconds:.1f} s of training steps")
     if LEDGER.demo_seconds:
         tr.write_line(f"the demo's training (2 ranks, {DEMO_STEPS} steps) took "
                       f"{LEDGER.demo_seconds:.1f} s on this machine")

@@ -1,5 +1,6 @@
 """`hvdtrain verify` passes intact data and names damaged shards."""
 
+import os
 import shutil
 
 from conftest import run
@@ -27,3 +28,12 @@ def test_flipped_and_truncated_shards_are_named(demo_records, tmp_path):
 def test_missing_manifest_is_a_clear_error(tmp_path):
     res = run(["verify", tmp_path])
     assert res.returncode == 1 and "manifest.json not found" in res.stderr
+
+
+def test_relative_data_dir_as_make_demo_passes_it(demo_records):
+    """`make demo` passes build/demo/records: a relative path must find the shards beside it."""
+    rel = os.path.relpath(demo_records)
+    assert not os.path.isabs(rel)
+    res = run(["verify", rel])
+    assert res.returncode == 0, res.stderr
+    assert "all agree" in res.stdout

@@ -125,11 +125,11 @@ def _training_step(rt, cfg: BenchConfig, net):
     global batch, or the baseline's plain SGD."""
     tf, hvd = rt.tf, rt.hvd
     if cfg.impl == "hvdtrain":
-        from .config import OptimizerFlags, imagenet_plan
+        from .config import imagenet_plan
         from .optim import make_optimizer
         from .step import make_train_step
 
-        optim = make_optimizer(OptimizerFlags(), imagenet_plan(cfg.batch_size * rt.size, rt.size), net)
+        optim = make_optimizer(imagenet_plan(cfg.batch_size * rt.size, rt.size), net)
         return make_train_step(rt, net, optim), optim.variables
 
     opt = tf.keras.optimizers.SGD(learning_rate=0.01, momentum=0.9)

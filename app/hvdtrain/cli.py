@@ -13,6 +13,7 @@ from . import __version__
 from .bench import BenchConfig
 from .config import ConfigError, EvalConfig, TrainConfig
 from .flags import arg, build, command
+from .index import IndexConfig
 from .prep import PrepConfig
 
 # rich_markup_mode=None: click's plain help wraps every option name in full at 80 columns
@@ -92,6 +93,23 @@ def prep(**values):
     if cfg.workers is not None and cfg.workers < 1:
         _fail(f"--workers {cfg.workers} must be at least 1")
     _call(run_prep, cfg)
+
+
+@command(app, "index", IndexConfig, extra=[
+    arg("data_dir", Path, ..., argument=True, metavar="DATA_DIR",
+        help="TFRecord shards written by another tool (flat, or in train/ and validation/).")])
+def index(data_dir: Path, **values):
+    """Make a manifest for an existing TFRecord data set, so train, eval and verify accept it.
+
+    Detects tensorflow/tpu imagenet_to_gcs.py, Inception build_imagenet_data.py and TensorFlow
+    Datasets imagenet2012 shards from their records and reads each shard once (in parallel;
+    across ranks under mpirun) for counts, sha256, labels and synsets. Never writes to the shards."""
+    from .index import run_index
+
+    cfg = build(IndexConfig, {**values, "data_dir": data_dir})
+    if cfg.workers is not None and cfg.workers < 1:
+        _fail(f"--workers {cfg.workers} must be at least 1")
+    _call(run_index, cfg)
 
 
 @app.command()

@@ -1,9 +1,10 @@
 """One run = one config object; the numbers derived from it are computed here and only here.
 
 ``make_plan`` turns the flags plus the data set size and rank count into the plan that is printed
-before step 1: steps per epoch, warm-up steps, train steps and peak LR, using the seed's rules
-(5 warm-up epochs, 90 epochs, peak = base x global_batch/256 / 2). For ImageNet-1K (1,281,167
-images) at global batch 24,576 it gives 52.1 steps/epoch, 260 warm-up, 4,680 steps, peak 4.8.
+before step 1: steps per epoch, warm-up steps, train steps, the LR curve and the optimizer. A flag
+left unset takes the recipe's value (``recipes``: ``--recipe seed`` by default: 5 warm-up epochs,
+90 epochs, peak = base x global_batch/256 / 2, momentum SGD). For ImageNet-1K (1,281,167 images)
+at global batch 24,576 the seed's plan is 52.1 steps/epoch, 260 warm-up, 4,680 steps, peak 4.8.
 """
 
 from __future__ import annotations
@@ -12,12 +13,17 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from . import recipes
 from .flags import REQUIRED, flag
 
 MODELS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 PRECISIONS = ("fp32", "bf16", "bf32")
-DEFAULT_EPOCHS = 90.0          # the seed
-IMAGENET_TRAIN_IMAGES = 1_281_167
+IMAGENET_TRAIN_IMAGES = recipes.IMAGENET_TRAIN_IMAGES
+OPTIMIZERS = ("sgd", "lars")
+LR_SCHEDULES = ("seed", "poly2")
+
+
+CROP_PADDING = 32  # tensorflow/tpu resnet_preprocessing.py
 
 
 class ConfigError(ValueError):
@@ -73,6 +79,11 @@ class ModelFlags:
     model: str = flag("resnet50", "--model", help="One of resnet18, resnet34, resnet50, resnet101, "
                                                   "resnet152 (ResNet v1.5).")
     image_size: int = flag(224, "--image-size", "--image_size", help="Input side in pixels.")
+    crop_padding: int = flag(CROP_PADDING, "--crop-padding",
+                             help="The centre crop (eval, and train when the random crop fails) is "
+                                  "image_size/(image_size + P) of the shorter side: tensorflow/tpu's "
+                                  "P (224 px -> 87.5%). Images that are all object, like the demo's "
+                                  "digits, lose it at small sizes: 32 px -> 50%.")
     bn_decay: float = flag(0.95, "--bn-decay", help="BatchNorm moving-average decay.")
     precision: str = flag("fp32", "--precision",
                           help="fp32 | bf16 (mixed, AMX) | bf32 (oneDNN bf16 math).")
@@ -84,41 +95,88 @@ class ModelFlags:
             raise ConfigError(f"--precision {self.precision}: choose one of {', '.join(PRECISIONS)}")
         if self.image_size < 32:
             raise ConfigError(f"--image-size {self.image_size} must be at least 32")
+        if self.crop_padding < 0:
+            raise ConfigError(f"--crop-padding {self.crop_padding} must be 0 or more")
         if not 0 < self.bn_decay < 1:
             raise ConfigError(f"--bn-decay {self.bn_decay} must be between 0 and 1")
 
 
 @dataclass
 class OptimizerFlags:
-    """The optimizer and what it applies (``optim``)."""
+    """The optimizer and what it applies (``optim``). Unset: the recipe's (``recipes``)."""
 
-    momentum: float = flag(0.9, "--momentum", help="SGD momentum.")
-    weight_decay: float = flag(5e-5, "--weight-decay", help="L2 on conv/dense kernels (seed: 5e-5).")
+    optimizer: str | None = flag(None, "--optimizer",
+                                 help="sgd (momentum SGD) | lars (You et al.; MLPerf's). "
+                                      "Default: the recipe's (seed: sgd, mlperf: lars).")
+    lars_eta: float = flag(0.001, "--lars-eta",
+                           help="LARS trust coefficient: a layer's LR is scaled by "
+                                "eta*|w|/(|g| + wd*|w|).")
+    momentum: float | None = flag(None, "--momentum",
+                                  help="Momentum. Default: the recipe's (seed: 0.9, mlperf: the RCP's).")
+    weight_decay: float | None = flag(None, "--weight-decay",
+                                      help="Weight decay on conv/dense kernels: an L2 loss term with "
+                                           "sgd, inside the update with lars; never on BN or biases. "
+                                           "Default: the recipe's (seed: 5e-5, mlperf: the RCP's).")
+    label_smoothing: float | None = flag(None, "--label-smoothing",
+                                         help="Label smoothing of the cross-entropy. Default: the "
+                                              "recipe's (seed: 0, mlperf: 0.1).")
+
+    def check(self) -> None:
+        if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"--optimizer {self.optimizer}: choose one of {', '.join(OPTIMIZERS)}")
+        if self.label_smoothing is not None and not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"--label-smoothing {self.label_smoothing} must be in [0, 1)")
+        if self.momentum is not None and not 0 <= self.momentum < 1:
+            raise ConfigError(f"--momentum {self.momentum} must be in [0, 1)")
+        if self.weight_decay is not None and self.weight_decay < 0:
+            raise ConfigError(f"--weight-decay {self.weight_decay} must be 0 or more")
+        _positive(("--lars-eta", self.lars_eta))
 
 
 @dataclass
 class ScheduleFlags:
-    """Batch, length and LR curve; ``make_plan`` turns them into numbers (``schedule`` draws them)."""
+    """Batch, length and LR curve; ``make_plan`` turns them into numbers (``schedule`` draws them).
+    Unset values come from the recipe (``recipes``)."""
+
+    recipe: str = flag("seed", "--recipe",
+                       help="seed | mlperf: where every optimizer and schedule flag you leave out "
+                            "comes from. mlperf: LARS, label smoothing 0.1, poly2, and the MLPerf "
+                            "RCP table's LR, warm-up, momentum, weight decay and epochs for the "
+                            "global batch.")
+    lr_schedule: str | None = flag(None, "--lr-schedule",
+                                   help="seed (linear warm-up, then linear to 0) | poly2 (linear "
+                                        "warm-up, then power-2 decay to 1e-4). Default: the recipe's.")
 
     train_batch_size: int = flag(256, "--train-batch-size", "--train_batch_size",
                                  help="GLOBAL batch, split evenly over the ranks (seed: 24576).")
     train_steps: int | None = flag(None, "--train-steps", "--train_steps",
                                    help="Total steps (seed: 4680). Default: epochs x steps/epoch.")
     train_epochs: float | None = flag(None, "--train-epochs", "--train_epochs",
-                                      help=f"Alternative to --train-steps (default {DEFAULT_EPOCHS:g}).")
+                                      help="Alternative to --train-steps. Default: the recipe's "
+                                           f"(seed: {recipes.SEED.epochs:g}).")
     warmup_steps: int | None = flag(None, "--warmup-steps", "--warmup_steps",
                                     help="Linear warm-up steps. Default: --warmup-epochs.")
-    warmup_epochs: float = flag(5.0, "--warmup-epochs", help="Warm-up length in epochs.")
-    base_lr: float = flag(0.1, "--base-lr", "--base_lr", help="LR at step 0 (seed: 0.1).")
+    warmup_epochs: float | None = flag(None, "--warmup-epochs",
+                                       help="Warm-up length in epochs. Default: the recipe's (seed: "
+                                            f"{recipes.SEED.warmup_epochs:g}).")
+    base_lr: float | None = flag(None, "--base-lr", "--base_lr",
+                                 help=f"LR at step 0. Default: the recipe's (seed: {recipes.SEED.base_lr:g}, "
+                                      "mlperf: 0).")
     peak_lr: float | None = flag(None, "--peak-lr", "--peak_lr",
-                                 help="LR after warm-up. Default: base x batch/256 / 2.")
+                                 help="LR after warm-up. Default: the recipe's (seed: base x batch/256 "
+                                      "/ 2; mlperf: the RCP's base LR).")
 
     def check(self) -> None:
         if self.train_batch_size < 1:
             raise ConfigError(f"--train-batch-size {self.train_batch_size} must be positive")
+        if self.recipe not in recipes.NAMES:
+            raise ConfigError(f"--recipe {self.recipe}: choose one of {', '.join(recipes.NAMES)}")
+        if self.lr_schedule is not None and self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"--lr-schedule {self.lr_schedule}: choose one of {', '.join(LR_SCHEDULES)}")
         if self.train_steps is not None and self.train_epochs is not None:
             raise ConfigError("give --train-steps or --train-epochs, not both")
-        _positive(("--train-steps", self.train_steps), ("--train-epochs", self.train_epochs))
+        _positive(("--train-steps", self.train_steps), ("--train-epochs", self.train_epochs),
+                  ("--peak-lr", self.peak_lr))
 
 
 @dataclass
@@ -140,6 +198,10 @@ class TrainConfig:
     eval_at_end: bool = flag(False, "--eval-at-end", help="Score the validation set at the end.")
     eval_every_epochs: float | None = flag(None, "--eval-every-epochs",
                                            help="Also score every K epochs (off by default).")
+    target_accuracy: float | None = flag(None, "--target-accuracy",
+                                         help="Stop at the first evaluation with top-1 >= A (with "
+                                              "--eval-every-epochs; MLPerf ResNet-50: 0.759); the "
+                                              "report gives epochs and time to it.")
     eval_batch_size: int = flag(200, "--eval-batch-size", "--eval_batch_size",
                                 help="Per-rank batch for evaluation.")
     min_crop_area: float = flag(0.08, "--min-crop-area",
@@ -158,7 +220,13 @@ class TrainConfig:
 
     def check(self) -> None:
         self.net.check()
+        self.optim.check()
         self.schedule.check()
+        if self.target_accuracy is not None:
+            if not 0 < self.target_accuracy <= 1:
+                raise ConfigError(f"--target-accuracy {self.target_accuracy} must be in (0, 1]")
+            if not self.eval_every_epochs:
+                raise ConfigError("--target-accuracy needs --eval-every-epochs (when to evaluate)")
         _positive(("--checkpoint-every-steps", self.checkpoint_every_steps),
                   ("--log-every-steps", self.log_every_steps),
                   ("--eval-batch-size", self.eval_batch_size),
@@ -205,19 +273,40 @@ class Plan:
     epochs: float
     base_lr: float
     peak_lr: float
+    end_lr: float
+    lr_schedule: str
+    optimizer: str
+    lars_eta: float
+    momentum: float
+    weight_decay: float
+    label_smoothing: float
+    recipe: str
+    recipe_source: str
+    expected_epochs: float | None  # the recipe's mean epochs to its target on ImageNet
 
     def describe(self) -> str:
+        lars = f" eta {self.lars_eta:g}" if self.optimizer == "lars" else ""
+        expect = (f"; RCP mean to {recipes.MLPERF_TARGET:.1%} top-1 on ImageNet: "
+                  f"{self.expected_epochs:.1f} epochs" if self.expected_epochs else "")
         return (f"plan: {self.num_train_images:,} train images, global batch {self.global_batch:,} "
                 f"= {self.per_rank_batch} x {self.num_ranks} rank(s); "
                 f"{self.steps_per_epoch:.1f} steps/epoch; warm-up {self.warmup_steps:,} steps; "
                 f"{self.train_steps:,} train steps ({self.epochs:.1f} epochs); "
-                f"LR {self.base_lr:g} -> peak {self.peak_lr:g} -> 0")
+                f"LR {self.base_lr:g} -> peak {self.peak_lr:g} -> {self.end_lr:g} ({self.lr_schedule})\n"
+                f"recipe: {self.recipe}, {self.recipe_source}: {self.optimizer}{lars}, momentum "
+                f"{self.momentum:g}, weight decay {self.weight_decay:g}, label smoothing "
+                f"{self.label_smoothing:g}{expect}")
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def make_plan(cfg: ScheduleFlags, num_train_images: int, num_ranks: int) -> Plan:
+def make_plan(cfg: ScheduleFlags, num_train_images: int, num_ranks: int,
+              opt: OptimizerFlags | None = None) -> Plan:
+    """The plan: each flag the user gave, else the recipe's value at this global batch."""
+    from .schedule import end_lr
+
+    opt = opt or OptimizerFlags()
     g = cfg.train_batch_size
     if g % num_ranks:
         raise ConfigError(f"--train-batch-size {g} (global) does not divide over {num_ranks} ranks; "
@@ -225,19 +314,29 @@ def make_plan(cfg: ScheduleFlags, num_train_images: int, num_ranks: int) -> Plan
     if num_train_images < g:
         raise ConfigError(f"--train-batch-size {g} is larger than the {num_train_images} training "
                           f"images in the data set")
+    r = recipes.recipe(cfg.recipe, g)
+
+    def pick(value, default):
+        return default if value is None else value
+
     spe = num_train_images / g
     whole = max(1, math.floor(spe))
-    if cfg.train_steps is not None:
-        steps = cfg.train_steps
-    else:
-        steps = max(1, round((cfg.train_epochs if cfg.train_epochs is not None else DEFAULT_EPOCHS) * whole))
-    warmup = cfg.warmup_steps if cfg.warmup_steps is not None else round(cfg.warmup_epochs * whole)
+    steps = cfg.train_steps if cfg.train_steps is not None else \
+        max(1, round(pick(cfg.train_epochs, r.epochs) * whole))
+    warmup = cfg.warmup_steps if cfg.warmup_steps is not None else \
+        round(pick(cfg.warmup_epochs, r.warmup_epochs) * whole)
     warmup = max(0, min(warmup, steps - 1))
-    peak = cfg.peak_lr if cfg.peak_lr is not None else cfg.base_lr * g / 256 / 2
+    base = pick(cfg.base_lr, r.base_lr)
+    peak = pick(cfg.peak_lr, r.peak_lr if r.peak_lr is not None else base * g / 256 / 2)
+    kind = pick(cfg.lr_schedule, r.lr_schedule)
     return Plan(num_train_images, num_ranks, g, g // num_ranks, spe, whole, warmup, steps,
-                steps * g / num_train_images, cfg.base_lr, peak)
+                steps * g / num_train_images, base, peak, end_lr(kind), kind,
+                pick(opt.optimizer, r.optimizer), opt.lars_eta, pick(opt.momentum, r.momentum),
+                pick(opt.weight_decay, r.weight_decay), pick(opt.label_smoothing, r.label_smoothing),
+                r.name, r.source, r.expected_epochs)
 
 
-def imagenet_plan(global_batch: int, num_ranks: int) -> Plan:
-    """The seed's plan for ImageNet-1K at this global batch (what ``bench`` runs the optimizer on)."""
-    return make_plan(ScheduleFlags(train_batch_size=global_batch), IMAGENET_TRAIN_IMAGES, num_ranks)
+def imagenet_plan(global_batch: int, num_ranks: int, recipe: str = "seed") -> Plan:
+    """A recipe's plan for ImageNet-1K at this global batch (``bench`` runs its optimizer)."""
+    return make_plan(ScheduleFlags(train_batch_size=global_batch, recipe=recipe),
+                     IMAGENET_TRAIN_IMAGES, num_ranks)

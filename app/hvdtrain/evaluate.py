@@ -17,12 +17,12 @@ from .config import EvalConfig, ModelFlags
 RESULTS = "eval_results.json"
 
 
-def score(rt, net, man: manifest.Manifest, batch: int, image_size: int) -> dict:
+def score(rt, net, man: manifest.Manifest, batch: int, image_size: int, crop_padding: int) -> dict:
     """Run the network over the validation split; every rank returns the same totals."""
     tf, hvd = rt.tf, rt.hvd
     from . import input_pipeline
 
-    ds, steps = input_pipeline.eval_dataset(man, rt.rank, rt.size, batch, image_size)
+    ds, steps = input_pipeline.eval_dataset(man, rt.rank, rt.size, batch, image_size, crop_padding)
     k5 = min(5, man.num_classes)
 
     @tf.function
@@ -91,7 +91,7 @@ def run_eval(cfg: EvalConfig) -> dict:
     rt.log(f"eval: {ckpt_dir} (step {meta['step']}, {net_flags.model} @ {net_flags.image_size}px, "
            f"{net_flags.precision}) on {man.validation.num_images} images, "
            f"{rt.size} rank(s), batch {eval_batch_size}/rank")
-    res = score(rt, net, man, eval_batch_size, net_flags.image_size)
+    res = score(rt, net, man, eval_batch_size, net_flags.image_size, net_flags.crop_padding)
     res["global_step"] = int(meta["step"])
     res["checkpoint"] = str(ckpt_dir)
     if rt.rank == 0:

@@ -1,15 +1,17 @@
 """The manifest: what a data set holds, and what every later step checks against.
 
-``manifest.json`` (written by ``hvdtrain prep``; read by verify, train, eval, bench)::
+``manifest.json`` (written by ``hvdtrain prep`` or ``hvdtrain index``; read by verify, train,
+eval, bench)::
 
     {
+      "format": "tpu",                # the record layout (records.FORMATS): keys, label base
       "num_classes": 1000,            # labels run label_offset .. label_offset + num_classes - 1
       "label_offset": 1,              # tensorflow/tpu: 1 (labels 1..1000); consumers subtract it
-      "labels": {"n01440764": 1, ...},  # synset -> label
+      "labels": {"n01440764": 1, ...},  # synset -> label ({} where records carry no synset)
       "shard_dir": "/data/imagenet",  # optional: where the shards are (default: beside the manifest)
       "train":      {"num_images": N, "num_shards": S,
                      "shards": [{"name": "train-00000-of-01024", "num_records": n,
-                                 "sha256": "..."}, ...]},
+                                 "sha256": "..."}, ...]},   # name: path under shard_dir
       "validation": {... the same ...},
       ...                             # other keys (prep's seed, inputs, skipped files) kept as they are
     }
@@ -25,7 +27,7 @@ import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from . import atomic
+from . import atomic, records
 from .records import LABEL_OFFSET, SPLITS
 
 MANIFEST = "manifest.json"
@@ -77,6 +79,11 @@ class Manifest:
     shard_dir: Path                       # where the shard files are
     label_offset: int = LABEL_OFFSET
     extra: dict = field(default_factory=dict)  # keys this schema does not name, kept verbatim
+    format: str = records.TPU.name
+
+    @property
+    def record_format(self) -> records.Format:
+        return records.FORMATS[self.format]
 
     def split(self, name: str) -> Split:
         return {"train": self.train, "validation": self.validation}[name]
@@ -96,7 +103,7 @@ class Manifest:
         return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_json(self, manifest_path: Path | None = None) -> dict:
-        out = {"num_classes": self.num_classes, "label_offset": self.label_offset,
+        out = {"format": self.format, "num_classes": self.num_classes, "label_offset": self.label_offset,
                "labels": self.labels, **self.extra,
                "train": self.train.to_json(), "validation": self.validation.to_json()}
         if manifest_path is None or Path(manifest_path).parent.resolve() != self.shard_dir.resolve():
@@ -122,6 +129,11 @@ def load(data_dir: str | Path, manifest_path: str | Path | None = None) -> Manif
     if manifest_path is None and not Path(data_dir).is_dir():
         raise DataError(f"data dir {data_dir} does not exist")
     if not path.is_file():
+        if manifest_path is None and (shards := find_shards(data_dir)):
+            raise DataError(f"{path} not found, but {data_dir} holds {len(shards)} TFRecord shard(s) "
+                            f"(e.g. {shards[0].relative_to(data_dir)}): index them once with "
+                            f"`hvdtrain index {data_dir}` (add --manifest PATH if {data_dir} is "
+                            f"read-only, then pass the same --manifest PATH to every command)")
         raise DataError(f"{path} not found: is {data_dir} the output of `hvdtrain prep`? "
                         f"(an interrupted prep leaves no manifest; re-run it to resume)")
     try:
@@ -131,10 +143,24 @@ def load(data_dir: str | Path, manifest_path: str | Path | None = None) -> Manif
     return from_json(raw, path)
 
 
+def find_shards(data_dir: str | Path) -> list[Path]:
+    """Files named like a shard of a known layout, in ``data_dir`` or its train/ and validation/
+    subfolders (tensorflow/tpu's two layouts), sorted."""
+    data_dir = Path(data_dir)
+    found = []
+    for folder in (data_dir, *(data_dir / s for s in SPLITS)):
+        if folder.is_dir():
+            found += [p for p in folder.iterdir() if p.is_file() and records.shard_split(p.name)]
+    return sorted(found)
+
+
 def from_json(raw: dict, path: Path) -> Manifest:
     for key in ("num_classes", "labels", *SPLITS):
         if key not in raw:
             raise DataError(f"{path} has no '{key}' entry")
+    fmt = raw.get("format", records.TPU.name)
+    if fmt not in records.FORMATS:
+        raise DataError(f"{path}: unknown record format '{fmt}' (known: {', '.join(records.FORMATS)})")
     try:
         splits = {s: Split(tuple(Shard(sh["name"], int(sh["num_records"]), sh["sha256"],
                                        {k: v for k, v in sh.items()
@@ -142,13 +168,11 @@ def from_json(raw: dict, path: Path) -> Manifest:
                                  for sh in raw[s]["shards"])) for s in SPLITS}
     except (KeyError, TypeError, ValueError) as exc:
         raise DataError(f"{path}: a shard entry lacks {exc}") from None
-    shard_dir = Path(raw["shard_dir"]) if raw.get("shard_dir") else path.parent
-    if not shard_dir.is_absolute():
-        shard_dir = path.parent / shard_dir
-    known = {"num_classes", "label_offset", "labels", "shard_dir", *SPLITS}
+    shard_dir = path.parent / raw["shard_dir"] if raw.get("shard_dir") else path.parent
+    known = {"format", "num_classes", "label_offset", "labels", "shard_dir", *SPLITS}
     return Manifest(splits["train"], splits["validation"], int(raw["num_classes"]), dict(raw["labels"]),
-                    shard_dir, int(raw.get("label_offset", LABEL_OFFSET)),
-                    {k: v for k, v in raw.items() if k not in known})
+                    shard_dir, int(raw.get("label_offset", records.FORMATS[fmt].label_offset)),
+                    {k: v for k, v in raw.items() if k not in known}, fmt)
 
 
 def save(path: str | Path, man: Manifest) -> Path:

@@ -13,18 +13,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import multiprocessing as mp
 import random
 import time
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import atomic, manifest, records, topology
 from .flags import REQUIRED, flag
 from .images import BadImage, normalise
+from .pool import Comm, gather_results, run_jobs
 from .progress import Progress
-from .world import world
 
 STATE_DIR = ".prep-state"  # per-shard completion notes, removed once the manifest is written
 FORMAT_VERSION = 1  # bump when the bytes prep writes for the same input change
@@ -59,6 +57,9 @@ class PrepConfig:
                                help="Processes per rank. Default: this rank's cores.")
     skip_bad: bool = flag(False, "--skip-bad", "--skip_bad",
                           help="Skip unreadable images and list them in OUT/skipped.txt.")
+    overwrite: bool = flag(False, "--overwrite",
+                           help="Write into an output dir that holds files an earlier prep did not "
+                                "write (e.g. another tool's shards), replacing same-named ones.")
     progress: bool = flag(True, "--progress/--no-progress", help="Show progress.")
 
 
@@ -202,79 +203,59 @@ def _already_done(job: ShardJob, known: dict[str, dict]) -> ShardResult | None:
     return ShardResult(**{k: note[k] for k in ShardResult.__dataclass_fields__ if k in note})
 
 
-def _known_shards(out: Path) -> dict[str, dict]:
-    known = {}
+def _own_manifest(out: Path) -> dict | None:
+    """OUT/manifest.json if an earlier prep wrote it (its shards carry prep's input digests)."""
     try:
         old = json.loads((out / manifest.MANIFEST).read_text())
-        for split in records.SPLITS:
-            for s in old.get(split, {}).get("shards", []):
-                known[s["name"]] = s
-    except (OSError, ValueError):
-        pass
+        shards = [s for split in records.SPLITS for s in old[split]["shards"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return old if "seed" in old and all("inputs" in s for s in shards) else None
+
+
+def _known_shards(out: Path) -> dict[str, dict]:
+    """Shards an earlier prep wrote here: from its manifest and its per-shard notes."""
+    known = {}
+    if old := _own_manifest(out):
+        known = {s["name"]: s for split in records.SPLITS for s in old[split]["shards"]}
     for note in (out / STATE_DIR).glob("*.json") if (out / STATE_DIR).is_dir() else []:
         with contextlib.suppress(ValueError):  # a half-written note: redo that shard
             known[note.stem] = json.loads(note.read_text())
     return known
 
 
+def foreign_files(out: Path) -> list[str]:
+    """What ``out`` holds that no earlier prep wrote: prep must not overwrite it unasked."""
+    if not out.is_dir():
+        return []
+    own = set(_known_shards(out)) | {STATE_DIR, manifest.SKIPPED}
+    if _own_manifest(out):
+        own.add(manifest.MANIFEST)
+    return sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir()
+                  if p.name not in own and not p.name.startswith((atomic.TMP_PREFIX, ".write-test-")))
+
+
 # ----------------------------------------------------------------------------------- driver
-class _Comm:
-    """mpi4py when launched under mpirun, a no-op stand-in for one process."""
-
-    def __init__(self):
-        self.comm = None
-        w = world()
-        w.check_launch()
-        if w.size > 1:
-            from mpi4py import MPI
-            self.comm = MPI.COMM_WORLD
-            w.check_size(self.comm.Get_size(), "MPI (mpi4py)")
-        self.rank = self.comm.Get_rank() if self.comm else 0
-        self.size = self.comm.Get_size() if self.comm else 1
-
-    def allgather(self, obj):
-        return self.comm.allgather(obj) if self.comm else [obj]
-
-    def barrier(self):
-        if self.comm:
-            self.comm.Barrier()
-
-
-def _run_jobs(jobs: list[ShardJob], workers: int, progress: Progress) -> list[ShardResult]:
-    if workers <= 1 or len(jobs) <= 1:
-        results = []
-        for job in jobs:
-            results.append(write_shard(job))
-            progress.advance(len(job.items))
-        return results
-    # spawn: workers import TensorFlow themselves; forking an MPI process is unsafe.
-    ctx = mp.get_context("spawn")
-    results: dict[str, ShardResult] = {}
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        pending = {pool.submit(write_shard, job): job for job in jobs}
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_EXCEPTION)
-            for fut in done:
-                job = pending.pop(fut)
-                if fut.exception() is not None:
-                    for f in pending:
-                        f.cancel()
-                    raise fut.exception()
-                results[job.name] = fut.result()
-                progress.advance(len(job.items))
-    return [results[j.name] for j in jobs]
-
-
 def run_prep(cfg: PrepConfig, log=print) -> manifest.Manifest:
     """Run prep for this rank (all of it when not under mpirun); returns the manifest."""
     start = time.perf_counter()
-    comm = _Comm()
+    comm = Comm()
     raw, out = Path(cfg.raw_data_dir).resolve(), Path(cfg.output_dir).resolve()
     classes, train, validation = scan(raw, cfg.validation_labels)
     for name, n, items in (("--train-shards", cfg.train_shards, train),
                            ("--validation-shards", cfg.validation_shards, validation)):
         if n < 1 or n > len(items):
             raise PrepError(f"{name} {n} must be between 1 and the number of images ({len(items)})")
+    if foreign := foreign_files(out):
+        listed = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        if not cfg.overwrite:
+            raise PrepError(f"output dir {out} holds {len(foreign)} file(s) that no earlier "
+                            f"`hvdtrain prep` wrote there: {listed}. prep would overwrite same-named "
+                            f"ones; choose another --output-dir, or pass --overwrite (for another "
+                            f"tool's shards, `hvdtrain index {out}` trains on them as they are)")
+        if comm.rank == 0:
+            log(f"prep: --overwrite: {out} holds {len(foreign)} file(s) prep did not write "
+                f"({listed}); same-named ones will be replaced")
     try:
         atomic.ensure_writable_dir(out)
         (out / STATE_DIR).mkdir(exist_ok=True)
@@ -299,18 +280,17 @@ def run_prep(cfg: PrepConfig, log=print) -> manifest.Manifest:
             f"-> {cfg.train_shards} + {cfg.validation_shards} shards in {out} "
             f"({comm.size} rank(s) x {workers} worker(s); {len(done_before)} shard(s) already complete)")
     progress = Progress(sum(len(j.items) for j in todo), "prep", enabled=cfg.progress and comm.rank == 0)
-    error = None
+
+    def my_share():
+        fresh = run_jobs(write_shard, todo, workers, lambda job: progress.advance(len(job.items)))
+        return [(r, False) for r in done_before.values()] + [(r, True) for r in fresh]
+
     try:
-        results = list(done_before.values()) + _run_jobs(todo, workers, progress)
-    except Exception as exc:  # gather below so that no rank waits forever for a failed one
-        error, results = f"rank {comm.rank}: {exc}", []
-    progress.close()
-    gathered = comm.allgather((error, results, sum(len(j.items) for j in todo)))
-    errors = [e for e, _, _ in gathered if e]
-    if errors:
-        raise PrepError("; ".join(errors))
-    by_name = {r.name: r for _, rs, _ in gathered for r in rs}
-    converted = sum(n for _, _, n in gathered)
+        gathered = gather_results(comm, my_share, PrepError)
+    finally:
+        progress.close()
+    by_name = {r.name: r for r, _ in gathered}
+    converted = sum(r.num_records + len(r.skipped) for r, fresh in gathered if fresh)
 
     splits, skipped = {}, []
     for split, shards in plan.items():

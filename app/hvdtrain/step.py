@@ -11,9 +11,10 @@ the step, the LR and the data position stay aligned.
 from __future__ import annotations
 
 
-def make_train_step(rt, net, optim, inject_nan_at: int = 0, compression=None):
-    """``rt``: the started ``runtime``; ``optim``: an ``optim.Optimizer``; ``inject_nan_at``: the
-    ``faults`` hook (0 = off)."""
+def make_train_step(rt, net, optim, label_smoothing: float = 0.0, inject_nan_at: int = 0,
+                    compression=None):
+    """``rt``: the started ``runtime``; ``optim``: an ``optim.Optimizer``; ``label_smoothing``: the
+    plan's; ``inject_nan_at``: the ``faults`` hook (0 = off)."""
     tf, hvd = rt.tf, rt.hvd
     compression = compression or hvd.Compression.none
     opt = optim.optimizer
@@ -21,9 +22,8 @@ def make_train_step(rt, net, optim, inject_nan_at: int = 0, compression=None):
     @tf.function
     def train_step(images, labels):
         with tf.GradientTape() as tape:
-            logits = net(images, training=True)
-            xent = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-                labels=labels, logits=tf.cast(logits, tf.float32)))
+            logits = tf.cast(net(images, training=True), tf.float32)
+            xent = tf.reduce_mean(cross_entropy(tf, labels, logits, label_smoothing))
             if inject_nan_at:  # traced only when the fault-injection hook is set
                 xent = tf.where(opt.iterations + 1 == inject_nan_at, float("nan"), xent)
             loss = xent + optim.penalty()
@@ -43,3 +43,12 @@ def make_train_step(rt, net, optim, inject_nan_at: int = 0, compression=None):
         return global_xent, tf.cond(finite, apply, skip)
 
     return train_step
+
+
+def cross_entropy(tf, labels, logits, label_smoothing: float = 0.0):
+    """Per-example cross-entropy; with smoothing s the target is (1 - s) one-hot + s / classes."""
+    if not label_smoothing:
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    target = tf.one_hot(labels, logits.shape[-1])
+    return tf.keras.losses.categorical_crossentropy(target, logits, from_logits=True,
+                                                    label_smoothing=label_smoothing)

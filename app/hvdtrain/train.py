@@ -35,7 +35,7 @@ def run_training(cfg: TrainConfig) -> dict:
     rt = runtime.start(cfg.threads, cfg.net.precision, cfg.faults.stall_timeout)  # hvd.init()
     tf, hvd = rt.tf, rt.hvd
     data = _usable_data(rt, data, cfg)
-    plan = make_plan(cfg.schedule, data.train.num_images, rt.size)  # batch over ranks, LR scaled
+    plan = make_plan(cfg.schedule, data.train.num_images, rt.size, cfg.optim)  # recipe, batch split
     rt.log(rt.describe_world())
     rt.log(plan.describe())
     rt.log(rt.threads.describe())
@@ -51,7 +51,7 @@ def run_training(cfg: TrainConfig) -> dict:
 
     tf.keras.utils.set_random_seed(cfg.seed)  # initial weights (rank 0's are broadcast) are seeded
     net = build_resnet(cfg.net.model, data.num_classes, cfg.net.image_size, cfg.net.bn_decay)
-    optim = make_optimizer(cfg.optim, plan, net)
+    optim = make_optimizer(plan, net)
     state = RunState(rt, cfg, net, optim, fingerprint, data.num_classes, plan.global_batch)
     if rt.rank == 0:
         state.restore()
@@ -65,7 +65,7 @@ def run_training(cfg: TrainConfig) -> dict:
     # ---- the loop ------------------------------------------------------------------------------
     fault = faults.from_env()
     batches = _batches(rt, data, cfg, plan, start_step)  # resumes mid-epoch where the run left off
-    train_step = make_train_step(rt, net, optim, inject_nan_at=fault.nan_at_step)
+    train_step = make_train_step(rt, net, optim, plan.label_smoothing, inject_nan_at=fault.nan_at_step)
     eval_every = (max(1, round(cfg.eval_every_epochs * plan.steps_per_epoch))
                   if cfg.eval_every_epochs else None)
     watchdog = Watchdog(cfg.faults.stall_timeout, rt.rank, rt.size, cfg.model_dir / HEARTBEATS,
@@ -91,7 +91,8 @@ def run_training(cfg: TrainConfig) -> dict:
         if eval_every and step % eval_every == 0 and step < plan.train_steps:
             with watchdog.paused():
                 state.sync_bn_statistics()
-                res = evaluate.score(rt, net, data, cfg.eval_batch_size, cfg.net.image_size)
+                res = evaluate.score(rt, net, data, cfg.eval_batch_size, cfg.net.image_size,
+                                     cfg.net.crop_padding)
             events.evaluation({**res, "global_step": step})
     watchdog.stop()
 
@@ -113,7 +114,8 @@ def run_training(cfg: TrainConfig) -> dict:
     }
     events.report(report, _write_or_explain)
     if cfg.eval_at_end:
-        res = evaluate.score(rt, net, data, cfg.eval_batch_size, cfg.net.image_size)
+        res = evaluate.score(rt, net, data, cfg.eval_batch_size, cfg.net.image_size,
+                             cfg.net.crop_padding)
         res["global_step"] = plan.train_steps
         res["checkpoint"] = str(checkpoint.checkpoint_root(cfg.model_dir) / f"ckpt-{plan.train_steps:08d}")
         if rt.rank == 0:
@@ -205,7 +207,8 @@ def _batches(rt, data, cfg: TrainConfig, plan, start_step: int):
 
     ds = input_pipeline.train_dataset(data, rt.rank, rt.size, plan.per_rank_batch, cfg.net.image_size,
                                       seed=cfg.seed, min_area=cfg.min_crop_area,
-                                      flip=cfg.random_flip, start_step=start_step)
+                                      flip=cfg.random_flip, start_step=start_step,
+                                      crop_padding=cfg.net.crop_padding)
     try:
         yield from ds
     except rt.tf.errors.DataLossError as exc:

@@ -1,8 +1,9 @@
 """``hvdtrain verify``: re-read every shard and check it against the manifest.
 
 Checks, per shard: the file exists, its sha256 and record count match, every record parses (TFRecord
-CRCs included), carries every tensorflow/tpu key, and its label is in range and agrees with its
-synset. Returns the list of problems; empty means the data set is intact.
+CRCs included), carries every key of its format (``records.FORMATS``), and its label is in range
+and agrees with its synset where records carry one. Returns the list of problems; empty means the
+data set is intact.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ def verify_dataset(data_dir: str | Path, manifest_path: Path | None = None, log=
     import tensorflow as tf
 
     man = manifest.load(data_dir, manifest_path)
-    offset, n_classes = man.label_offset, man.num_classes
+    offset, n_classes, fmt = man.label_offset, man.num_classes, man.record_format
     label_of = man.labels
     problems: list[str] = []
     total = 0
@@ -32,16 +33,17 @@ def verify_dataset(data_dir: str | Path, manifest_path: Path | None = None, log=
                 for raw in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
                     count += 1
                     ex = records.parse_full(raw)
-                    missing = [k for k in records.ALL_KEYS if k not in ex]
+                    missing = [k for k in fmt.keys if k not in ex]
                     if missing:
                         problems.append(f"{path}: record {count} lacks {', '.join(missing)}")
                         break
-                    label, synset = ex[records.LABEL], ex[records.SYNSET].decode()
+                    label = ex[fmt.label]
                     if not offset <= label < offset + n_classes:
                         problems.append(f"{path}: record {count} label {label} outside "
                                         f"{offset}..{offset + n_classes - 1}")
                         break
-                    if label_of.get(synset) != label:
+                    synset = ex[fmt.synset].decode() if fmt.synset and label_of else None
+                    if synset is not None and label_of.get(synset) != label:
                         problems.append(f"{path}: record {count} synset {synset} has label {label}, "
                                         f"manifest says {label_of.get(synset)}")
                         break

@@ -14,7 +14,7 @@ from pathlib import Path
 from conftest import LEDGER, cli_env, command
 
 # Small and fast, but the real model, optimizer and Horovod path.
-FAST = ["--model", "resnet18", "--image-size", 32, "--train-batch-size", 64, "--warmup-steps", 5,
+FAST = ["--model", "resnet18", "--image-size", 32, "--train-batch-size", 32, "--warmup-steps", 5,
         "--peak-lr", 0.2, "--min-crop-area", 0.35, "--no-random-flip", "--log-every-steps", 1]
 
 
