@@ -182,6 +182,9 @@ image-test: container-tools image-wheel
 # as root) installs Apptainer into build/apptainer (Debian has none in bookworm: see
 # containers/install-apptainer.sh). Prints the SIF's size and `hvdtrain info` run inside it.
 SIF       ?= hvdtrain.sif
+# Extra `apptainer build` flags. The tests pass --mksquashfs-args "-Xcompression-level 1": 130 s
+# instead of 237 s here, for a SIF 11% larger (678 vs 609 MB); the default keeps it small.
+SIF_BUILD_FLAGS ?=
 APPTAINER_DIR := build/apptainer
 APPTAINER  = $(or $(shell command -v apptainer || command -v singularity),$(CURDIR)/$(APPTAINER_DIR)/bin/apptainer)
 sif: image
@@ -195,7 +198,7 @@ sif: image
 	  rm -f build/hvdtrain-$(MPI).tar $(SIF).image-id; \
 	  echo "[sif] converting $(IMAGE) ($${id:0:12}) to $(SIF)"; \
 	  $(ENGINE) save --format docker-archive -o build/hvdtrain-$(MPI).tar $(IMAGE) \
-	  && $(APPTAINER) build --force $(SIF).partial docker-archive://build/hvdtrain-$(MPI).tar \
+	  && $(APPTAINER) build --force $(SIF_BUILD_FLAGS) $(SIF).partial docker-archive://build/hvdtrain-$(MPI).tar \
 	  && mv $(SIF).partial $(SIF) && rm -f build/hvdtrain-$(MPI).tar && echo "$$id" > $(SIF).image-id; \
 	fi
 	@du -h --apparent-size $(SIF) | awk '{print "[sif] " $$2 ": " $$1}'

@@ -196,6 +196,37 @@ def bench(eval_mode: bool, prep_mode: bool, as_json: bool, **values):
 
 
 @app.command()
+def report(model_dir: Path = typer.Argument(..., metavar="MODEL_DIR",
+                                            help="The --model-dir of a `hvdtrain train` run."),
+           as_json: bool = typer.Option(False, "--json", help="One JSON object instead of text.")):
+    """Summary of a training run, with MODEL_DIR/curves.png redrawn.
+
+    Recipe, epochs, time-to-train (or to the target), best top-1 and images/s, from
+    train_report.json and history.json (which a run in progress keeps up to date)."""
+    import json
+
+    from .report import render, summarize
+
+    s = _call(summarize, model_dir)
+    typer.echo(json.dumps(s) if as_json else render(s))
+
+
+@app.command()
+def recipes(global_batch: int = typer.Option(24576, "--global-batch",
+                                             help="Global batch (the seed's: 24576)."),
+            images: int = typer.Option(1_281_167, "--images", help="Training images (ImageNet-1K).")):
+    """The seed's and MLPerf's recipes side by side for one global batch.
+
+    Optimizer, LR curve, epochs and steps of `--recipe seed` and `--recipe mlperf` (MLPerf's
+    reference convergence points, interpolated for the batch)."""
+    from .report import compare_recipes
+
+    if global_batch < 1 or images < global_batch:
+        _fail(f"--global-batch {global_batch} must be between 1 and --images {images}")
+    typer.echo(compare_recipes(global_batch, images))
+
+
+@app.command()
 def info(as_json: bool = typer.Option(False, "--json", help="One JSON object instead of a table.")):
     """Versions, CPU ISA and thread plan: run this first in the image.
 

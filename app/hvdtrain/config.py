@@ -107,19 +107,23 @@ class OptimizerFlags:
 
     optimizer: str | None = flag(None, "--optimizer",
                                  help="sgd (momentum SGD) | lars (You et al.; MLPerf's). "
-                                      "Default: the recipe's (seed: sgd, mlperf: lars).")
+                                      f"Default: the recipe's (seed: {recipes.SEED.optimizer}, "
+                                      "mlperf: lars).")
     lars_eta: float = flag(0.001, "--lars-eta",
                            help="LARS trust coefficient: a layer's LR is scaled by "
                                 "eta*|w|/(|g| + wd*|w|).")
     momentum: float | None = flag(None, "--momentum",
-                                  help="Momentum. Default: the recipe's (seed: 0.9, mlperf: the RCP's).")
+                                  help=f"Momentum. Default: the recipe's (seed: {recipes.SEED.momentum:g}, "
+                                       "mlperf: the RCP's).")
     weight_decay: float | None = flag(None, "--weight-decay",
                                       help="Weight decay on conv/dense kernels: an L2 loss term with "
                                            "sgd, inside the update with lars; never on BN or biases. "
-                                           "Default: the recipe's (seed: 5e-5, mlperf: the RCP's).")
+                                           f"Default: the recipe's (seed: {recipes.SEED.weight_decay:g}, "
+                                           "mlperf: the RCP's).")
     label_smoothing: float | None = flag(None, "--label-smoothing",
                                          help="Label smoothing of the cross-entropy. Default: the "
-                                              "recipe's (seed: 0, mlperf: 0.1).")
+                                              f"recipe's (seed: {recipes.SEED.label_smoothing:g}, "
+                                              "mlperf: 0.1).")
 
     def check(self) -> None:
         if self.optimizer is not None and self.optimizer not in OPTIMIZERS:

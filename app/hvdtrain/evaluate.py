@@ -8,6 +8,7 @@ with masked blanks so no rank waits on an allreduce the others never reach; the 
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import fields
 from pathlib import Path
 
@@ -23,16 +24,7 @@ def score(rt, net, man: manifest.Manifest, batch: int, image_size: int, crop_pad
     from . import input_pipeline
 
     ds, steps = input_pipeline.eval_dataset(man, rt.rank, rt.size, batch, image_size, crop_padding)
-    k5 = min(5, man.num_classes)
-
-    @tf.function
-    def eval_step(images, labels, mask):
-        logits = tf.cast(net(images, training=False), tf.float32)
-        xent = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-        top1 = tf.cast(tf.math.in_top_k(labels, logits, 1), tf.float32)
-        top5 = tf.cast(tf.math.in_top_k(labels, logits, k5), tf.float32)
-        return tf.stack([tf.reduce_sum(top1 * mask), tf.reduce_sum(top5 * mask),
-                         tf.reduce_sum(xent * mask), tf.reduce_sum(mask)])
+    eval_step = _eval_step(tf, net, min(5, man.num_classes))
 
     totals = tf.zeros([4])
     marks = {max(1, round(steps * i / 10)) for i in range(1, 11)}
@@ -52,6 +44,24 @@ def score(rt, net, man: manifest.Manifest, batch: int, image_size: int, crop_pad
         raise RuntimeError(f"evaluation scored {n} images but the manifest lists {expected}")
     return {"top1": float(totals[0] / n), "top5": float(totals[1] / n), "loss": float(totals[2] / n),
             "num_images": n, "seconds": round(secs, 3), "images_per_second": round(n / secs, 2)}
+
+
+_EVAL_STEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _eval_step(tf, net, k5: int):
+    """One traced evaluation step per network: evaluating every epoch must not retrace each time."""
+    if net not in _EVAL_STEPS:
+        @tf.function
+        def eval_step(images, labels, mask):
+            logits = tf.cast(net(images, training=False), tf.float32)
+            xent = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+            top1 = tf.cast(tf.math.in_top_k(labels, logits, 1), tf.float32)
+            top5 = tf.cast(tf.math.in_top_k(labels, logits, k5), tf.float32)
+            return tf.stack([tf.reduce_sum(top1 * mask), tf.reduce_sum(top5 * mask),
+                             tf.reduce_sum(xent * mask), tf.reduce_sum(mask)])
+        _EVAL_STEPS[net] = eval_step
+    return _EVAL_STEPS[net]
 
 
 def seed_line(res: dict) -> str:

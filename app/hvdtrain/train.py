@@ -42,7 +42,7 @@ def run_training(cfg: TrainConfig) -> dict:
     if rt.rank == 0:
         _prepare_model_dir(rt, cfg.model_dir)
     _check_model_dir_is_shared(rt, cfg.model_dir)
-    events = Events(rt, cfg.model_dir)
+    mlperf = _mlperf_log(rt, cfg, plan, data)  # init_start: before the model is built
 
     # ---- model, optimizer, and the same start on every rank ------------------------------------
     from .model import build_resnet
@@ -61,6 +61,7 @@ def run_training(cfg: TrainConfig) -> dict:
     if start_step >= plan.train_steps:
         rt.log(f"model dir {cfg.model_dir} is already at step {start_step} of {plan.train_steps}; "
                f"nothing to do")
+    events = Events(rt, cfg.model_dir, start_step, _curve_info(cfg, plan), mlperf)
 
     # ---- the loop ------------------------------------------------------------------------------
     fault = faults.from_env()
@@ -71,7 +72,11 @@ def run_training(cfg: TrainConfig) -> dict:
     watchdog = Watchdog(cfg.faults.stall_timeout, rt.rank, rt.size, cfg.model_dir / HEARTBEATS,
                         netbeat=NetBeat.start(rt) if cfg.faults.stall_timeout > 0 else None)
     meter, bad = StepMeter(start_step, plan.global_batch), BadSteps(cfg.max_bad_steps, cfg.model_dir)
-    xent = float("nan")
+    target = Target(cfg.target_accuracy, plan)
+    if mlperf:
+        mlperf.run_start(int(start_step / plan.steps_per_epoch) + 1,
+                         cfg.eval_every_epochs or plan.epochs - start_step / plan.steps_per_epoch)
+    xent, last = float("nan"), plan.train_steps
     for step in range(start_step + 1, plan.train_steps + 1):
         fault.maybe_stall(rt.rank, step)
         images, labels = next(batches)
@@ -89,44 +94,99 @@ def run_training(cfg: TrainConfig) -> dict:
             with watchdog.paused():
                 events.checkpoint(state.save(step))
         if eval_every and step % eval_every == 0 and step < plan.train_steps:
-            with watchdog.paused():
+            with watchdog.paused(), meter.paused():
                 state.sync_bn_statistics()
                 res = evaluate.score(rt, net, data, cfg.eval_batch_size, cfg.net.image_size,
                                      cfg.net.crop_padding)
-            events.evaluation({**res, "global_step": step})
+            events.evaluation({**res, "global_step": step}, step / plan.steps_per_epoch,
+                              cfg.eval_every_epochs)
+            if target.reached_by(res["top1"], step, events.seconds()):
+                rt.log(f"target top-1 {cfg.target_accuracy} reached at step {step} "
+                       f"(epoch {step / plan.steps_per_epoch:.2f}): stopping")
+                last = step
+                break
     watchdog.stop()
 
     # ---- the end: last checkpoint, report, evaluation ------------------------------------------
-    seconds, images_per_second = meter.totals(plan.train_steps - start_step)
-    path = state.save(plan.train_steps)  # averages the BN statistics first
+    seconds, images_per_second = meter.totals(last - start_step)
+    path = state.save(last)  # averages the BN statistics first
     if path:
         events.checkpoint(path)
     report = {
         "ttt_seconds": round(seconds, 3),
         "images_per_second": round(images_per_second, 2) if images_per_second else None,
-        "global_batch_size": plan.global_batch, "num_ranks": rt.size,
-        "train_steps": plan.train_steps, "steps_this_run": plan.train_steps - start_step,
+        "global_batch_size": plan.global_batch, "num_ranks": rt.size, "recipe": plan.recipe,
+        "train_steps": plan.train_steps, "steps_this_run": last - start_step, "last_step": last,
         "start_step": start_step, "epochs": round(plan.epochs, 3), "final_loss": xent,
         "precision": cfg.net.precision, "skipped_steps": bad.count, "model": cfg.net.model,
         "image_size": cfg.net.image_size, "plan": plan.as_dict(), "threads": vars(rt.threads),
         "rank_weight_checksums": {"after_broadcast": checksums_at_start,
                                   "at_end": _rank_checksums(rt, net.variables + optim.variables)},
     }
+    report.update(target.report(events.history))
     events.report(report, _write_or_explain)
-    if cfg.eval_at_end:
+    if (cfg.eval_at_end or cfg.target_accuracy) and target.step != last:
         res = evaluate.score(rt, net, data, cfg.eval_batch_size, cfg.net.image_size,
                              cfg.net.crop_padding)
-        res["global_step"] = plan.train_steps
-        res["checkpoint"] = str(checkpoint.checkpoint_root(cfg.model_dir) / f"ckpt-{plan.train_steps:08d}")
+        res["global_step"] = last
+        res["checkpoint"] = str(checkpoint.checkpoint_root(cfg.model_dir) / f"ckpt-{last:08d}")
         if rt.rank == 0:
             _write_or_explain(cfg.model_dir / evaluate.RESULTS,
                               lambda p: evaluate.write_results(cfg.model_dir, res))
-        events.evaluation(res)
+        events.evaluation(res, last / plan.steps_per_epoch)
+        target.reached_by(res["top1"], last, events.seconds())
         report["eval"] = res
+        report.update(target.report(events.history))
+        events.report(report, _write_or_explain, quiet=True)  # now with the final evaluation
+    if mlperf:
+        mlperf.run_stop(target.step is not None or cfg.target_accuracy is None)
     return report
 
 
 # ------------------------------------------------------------------------------- the pieces
+class Target:
+    """``--target-accuracy``: the first evaluation at or above it ends the run (MLPerf's
+    time-to-train: from the run's start to that evaluation, earlier runs of a resume included)."""
+
+    def __init__(self, accuracy: float | None, plan):
+        self.accuracy, self.plan = accuracy, plan
+        self.step = self.seconds = None
+
+    def reached_by(self, top1: float, step: int, seconds: float) -> bool:
+        if self.accuracy is None or self.step is not None or top1 < self.accuracy:
+            return False
+        self.step, self.seconds = step, seconds
+        return True
+
+    def report(self, history) -> dict:
+        evals = history.evals
+        best = max(evals, key=lambda e: e["top1"]) if evals else None
+        out = {"evaluations": evals, "best_top1": best["top1"] if best else None}
+        if self.accuracy is not None:
+            hit = self.step is not None
+            out.update(target_accuracy=self.accuracy, reached_target=hit, steps_to_target=self.step,
+                       epochs_to_target=round(self.step / self.plan.steps_per_epoch, 3) if hit else None,
+                       time_to_target_seconds=round(self.seconds, 3) if hit else None)
+        return out
+
+
+def _mlperf_log(rt, cfg: TrainConfig, plan, data):
+    """Rank 0's MLPerf log (``mlperf_log``); None elsewhere."""
+    if rt.rank != 0:
+        return None
+    from .mlperf_log import MLPerfLog
+
+    return MLPerfLog(cfg.model_dir, plan, data.validation.num_images,
+                     f"{rt.size} rank(s) on {len(set(rt.hosts))} host(s)")
+
+
+def _curve_info(cfg: TrainConfig, plan) -> dict:
+    return {"title": f"{cfg.net.model} @ {cfg.net.image_size}px, recipe {plan.recipe} "
+                     f"({plan.optimizer}, {plan.lr_schedule})",
+            "subtitle": f"global batch {plan.global_batch:,} on {plan.num_ranks} rank(s)",
+            "target_accuracy": cfg.target_accuracy}
+
+
 class RunState:
     """What a run saves and restores: weights, optimizer slots and step (hence LR and data
     position), with the data set's fingerprint and the model's identity. Rank 0 alone reads and

@@ -31,7 +31,9 @@ def apptainer() -> str:
 def sif() -> Path:
     if os.environ.get("HVDTRAIN_SKIP_IMAGE") == "1":
         pytest.skip("HVDTRAIN_SKIP_IMAGE=1 (CI always builds the image and the SIF)")
-    res = subprocess.run(["make", "-C", str(ROOT), "sif"], capture_output=True, text=True, timeout=3600)
+    fast = 'SIF_BUILD_FLAGS=--mksquashfs-args "-Xcompression-level 1"'  # 45% faster, 11% larger
+    res = subprocess.run(["make", "-C", str(ROOT), "sif", fast], capture_output=True, text=True,
+                         timeout=3600)
     assert res.returncode == 0, (res.stdout + res.stderr)[-6000:]
     assert "horovod_controllers  MPI" in res.stdout, res.stdout[-3000:]
     path = ROOT / "hvdtrain.sif"
