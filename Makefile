@@ -220,3 +220,5 @@ lint: $(STAMPS)/lint-tools
 # hvdtrain vs the Horovod/Keras baseline, interleaved; ratio table + bench/results/<time>.json.
 bench: install
 	$(PY) -m hvdtrain.bench_suite --out bench/results --work build/bench
+	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory cluster-tools && $(PY) bench/scaling.py; \
+	else echo "[bench] scaling across simulated nodes needs root (network namespaces): skipped"; fi

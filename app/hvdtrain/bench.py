@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .config import PRECISIONS, FaultFlags, ThreadFlags
+from .config import COMPRESSIONS, PRECISIONS, FaultFlags, ThreadFlags
 from .flags import flag
 
 IMPLS = ("hvdtrain", "keras")
@@ -39,6 +39,8 @@ class BenchConfig:
     manifest: Path | None = flag(None, "--manifest",
                                  help="The --input data set's manifest.json, where it is not in the "
                                       "data dir.")
+    gradient_compression: str = flag("none", "--gradient-compression",
+                                     help="none | fp16 | bf16 (what the gradients cross the network as).")
     steps: int = flag(5, "--steps", help="Steps per timed window.")
     windows: int = flag(3, "--windows", help="Timed windows; the median is reported.")
     warmup: int = flag(3, "--warmup", help="Untimed steps first (graph tracing).")
@@ -55,6 +57,9 @@ class BenchConfig:
             raise ConfigError(f"--impl {self.impl}: choose one of {', '.join(IMPLS)}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"--precision {self.precision}: choose one of {', '.join(PRECISIONS)}")
+        if self.gradient_compression not in COMPRESSIONS:
+            raise ConfigError(f"--gradient-compression {self.gradient_compression}: choose one of "
+                              f"{', '.join(COMPRESSIONS)}")
         if self.impl == "keras" and (self.model != "resnet50" or self.mode != "train"):
             raise ConfigError("--impl keras is the ResNet-50 training baseline only")
         for name, v in (("--steps", self.steps), ("--windows", self.windows),
@@ -130,7 +135,7 @@ def _training_step(rt, cfg: BenchConfig, net):
         from .step import make_train_step
 
         optim = make_optimizer(imagenet_plan(cfg.batch_size * rt.size, rt.size), net)
-        return make_train_step(rt, net, optim), optim.variables
+        return make_train_step(rt, net, optim, compression=cfg.gradient_compression), optim.variables
 
     opt = tf.keras.optimizers.SGD(learning_rate=0.01, momentum=0.9)
     opt.build(net.trainable_variables)

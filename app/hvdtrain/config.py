@@ -20,6 +20,7 @@ MODELS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 PRECISIONS = ("fp32", "bf16", "bf32")
 IMAGENET_TRAIN_IMAGES = recipes.IMAGENET_TRAIN_IMAGES
 OPTIMIZERS = ("sgd", "lars")
+COMPRESSIONS = ("none", "fp16", "bf16")
 LR_SCHEDULES = ("seed", "poly2")
 
 
@@ -202,6 +203,9 @@ class TrainConfig:
     eval_at_end: bool = flag(False, "--eval-at-end", help="Score the validation set at the end.")
     eval_every_epochs: float | None = flag(None, "--eval-every-epochs",
                                            help="Also score every K epochs (off by default).")
+    gradient_compression: str = flag("none", "--gradient-compression",
+                                     help="none | fp16 | bf16: the gradients cross the network in "
+                                          "half the bytes (bench/NOTES.md: when it pays).")
     target_accuracy: float | None = flag(None, "--target-accuracy",
                                          help="Stop at the first evaluation with top-1 >= A (with "
                                               "--eval-every-epochs; MLPerf ResNet-50: 0.759); the "
@@ -226,6 +230,9 @@ class TrainConfig:
         self.net.check()
         self.optim.check()
         self.schedule.check()
+        if self.gradient_compression not in COMPRESSIONS:
+            raise ConfigError(f"--gradient-compression {self.gradient_compression}: choose one of "
+                              f"{', '.join(COMPRESSIONS)}")
         if self.target_accuracy is not None:
             if not 0 < self.target_accuracy <= 1:
                 raise ConfigError(f"--target-accuracy {self.target_accuracy} must be in (0, 1]")

@@ -19,6 +19,7 @@ from . import atomic
 REPORT = "train_report.json"
 HISTORY = "history.json"
 CURVES = "curves.png"
+DRAW_EVERY_SECONDS = 30.0
 
 
 @dataclass
@@ -55,6 +56,7 @@ class Events:
         self.history = History.load(self.model_dir, start_step) if rt.rank == 0 else History()
         self.history.info.update(info or {})
         self.t0 = time.perf_counter() - self.history.seconds_so_far()
+        self._drawn = float("-inf")
         if rt.rank == 0:
             self.writer = rt.tf.summary.create_file_writer(str(self.model_dir / "train"))
 
@@ -82,17 +84,21 @@ class Events:
 
     def checkpoint(self, path: Path) -> None:
         self.log(f"checkpoint {path}")
-        self.save_history()
+        self.save_history(final=False)
 
-    def save_history(self) -> None:
-        """history.json and curves.png, rewritten (rank 0); a failure to draw never stops a run."""
+    def save_history(self, final: bool = True) -> None:
+        """history.json and curves.png, rewritten (rank 0); a failure to draw never stops a run.
+        The picture is redrawn at most every DRAW_EVERY_SECONDS at checkpoints (a checkpoint every
+        few seconds, as in the fault tests, would spend its time drawing) and always at the end."""
         if self.rt.rank != 0:
             return
         from . import curves
 
         try:
             atomic.write_json(self.model_dir / HISTORY, asdict(self.history))
-            curves.draw(self.history, self.model_dir / CURVES)
+            if final or time.perf_counter() - self._drawn >= DRAW_EVERY_SECONDS:
+                curves.draw(self.history, self.model_dir / CURVES)
+                self._drawn = time.perf_counter()
         except (OSError, RuntimeError, ValueError) as exc:
             self.log(f"WARNING: could not write {self.model_dir / HISTORY} or {CURVES}: {exc}")
 

@@ -62,7 +62,7 @@ def index_shard(job: tuple[str, str, str]) -> ShardIndex:
                 fmt = records.detect(keys)
                 if fmt is None:
                     raise IndexingError(f"{path}: records keyed {', '.join(keys)} are in no known format "
-                                      f"(known: {_known_formats()})")
+                                        f"(known: {_known_formats()})")
             if fmt.label not in ex or fmt.encoded not in ex:
                 raise IndexingError(f"{path}: record {count + 1} lacks {fmt.label} or {fmt.encoded}")
             label = ex[fmt.label].int64_list.value[0]
@@ -74,7 +74,7 @@ def index_shard(job: tuple[str, str, str]) -> ShardIndex:
             count += 1
     except tf.errors.OpError as exc:
         raise IndexingError(f"{path}: unreadable after {count} records "
-                          f"({exc.message.splitlines()[0]})") from None
+                            f"({exc.message.splitlines()[0]})") from None
     if not count:
         raise IndexingError(f"{path}: holds no records")
     return ShardIndex(name, split, count, manifest.sha256_of(path), keys, min(labels), max(labels),
@@ -100,16 +100,15 @@ def build_manifest(data_dir: Path, shards: list[ShardIndex]) -> manifest.Manifes
             f"{data_dir / s.name} is {name}" for name, s in formats.items()))
     fmt = records.FORMATS[next(iter(formats))]
     low, high = min(s.min_label for s in shards), max(s.max_label for s in shards)
-    if low < 0 or low > fmt.label_offset:
-        raise IndexingError(f"labels in {data_dir} run {low}..{high}; a {fmt.name} data set numbers "
-                          f"its classes from {fmt.label_offset}")
-    offset = low  # 0 where a tool numbered tpu-keyed classes from 0, else the format's base
+    if low < 0:
+        raise IndexingError(f"labels in {data_dir} run {low}..{high}: negative labels name no class")
+    offset = 0 if low == 0 else fmt.label_offset  # 0 where a tool numbered tpu-keyed classes from 0
     labels: dict[str, int] = {}
     for s in shards:
         for wnid, label in s.synsets.items():
             if labels.setdefault(wnid, label) != label:
                 raise IndexingError(f"synset {wnid} has label {labels[wnid]} in one shard and {label} "
-                                  f"in {data_dir / s.name}")
+                                    f"in {data_dir / s.name}")
     splits = {split: manifest.Split(tuple(manifest.Shard(s.name, s.num_records, s.sha256)
                                           for s in shards if s.split == split))
               for split in records.SPLITS}
@@ -128,8 +127,8 @@ def run_index(cfg: IndexConfig, log=print) -> manifest.Manifest:
     missing = [s for s in records.SPLITS if s not in {split for _, split in found}]
     if missing:
         raise IndexingError(f"{data_dir} holds no {' and no '.join(missing)} shards (looked for "
-                          f"train-00000-of-01024 or imagenet2012-train.tfrecord-00000-of-01024 "
-                          f"style names there and in its train/ and validation/ subfolders)")
+                            f"train-00000-of-01024 or imagenet2012-train.tfrecord-00000-of-01024 "
+                            f"style names there and in its train/ and validation/ subfolders)")
     workers = cfg.workers or topology.cores_per_rank()
     mine = [(str(data_dir), name, split) for name, split in found][comm.rank::comm.size]
     if comm.rank == 0:

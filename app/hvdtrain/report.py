@@ -104,3 +104,49 @@ def compare_recipes(global_batch: int, images: int = recipes.IMAGENET_TRAIN_IMAG
             out.append(f"{p.recipe}: {p.recipe_source}; {seed_epochs / p.expected_epochs:.2f}x fewer "
                        f"epochs to target than the seed's {seed_epochs:g}")
     return "\n".join(out)
+
+
+def plan_job(job, recipe: str = "seed", images: int = recipes.IMAGENET_TRAIN_IMAGES) -> dict:
+    """``hvdtrain plan``: the predicted step and rate of ``job`` (a ``scaling.Job``), and the time
+    to train the recipe's plan at that rate."""
+    from .scaling import predict
+
+    pred = predict(job)
+    plan = make_plan(ScheduleFlags(train_batch_size=job.global_batch, recipe=recipe), images, job.ranks)
+    out = {"job": {**job.__dict__, "ranks": job.ranks, "per_rank_batch": job.per_rank_batch,
+                   "gradient_bytes": job.gradient_bytes},
+           "prediction": pred.as_dict(), "plan": plan.as_dict(),
+           "time_to_train_seconds": plan.train_steps * pred.step_seconds}
+    if plan.expected_epochs:
+        out["time_to_target_seconds"] = plan.expected_epochs * images / pred.images_per_second
+    return out
+
+
+def render_plan(r: dict) -> str:
+    j, p, plan = r["job"], r["prediction"], r["plan"]
+    ms = 1e3
+    lines = [
+        f"job: {j['nodes']} node(s) x {j['ranks_per_node']} rank(s) = {j['ranks']} ranks, global batch "
+        f"{j['global_batch']:,} ({j['per_rank_batch']:g}/rank); one node {j['node_images_per_second']:g} "
+        f"images/s; link {j['link_gbps']:g} Gb/s, {j['latency_us']:g} us/hop; gradients "
+        f"{j['gradient_bytes'] / 1e6:.1f} MB ({j['compression']}), fusion {j['fusion_mb']:g} MB, "
+        f"overlap {j['overlap']:g}",
+        f"step {p['step_seconds'] * ms:,.1f} ms = compute {p['compute_seconds'] * ms:,.1f} + exposed "
+        f"allreduce {p['exposed_allreduce_seconds'] * ms:,.1f} (of {p['allreduce_seconds'] * ms:,.1f}) "
+        f"+ exposed input {p['exposed_input_seconds'] * ms:,.1f}; {p['bytes_per_node_link'] / 1e6:,.1f} MB "
+        f"per node link per step",
+        f"global {p['images_per_second']:,.1f} images/s, scaling efficiency {p['scaling_efficiency']:.1%}",
+        f"recipe {plan['recipe']}: {plan['steps_per_epoch']:.1f} steps/epoch, "
+        f"warm-up {plan['warmup_steps']:,}, {plan['train_steps']:,} steps ({plan['epochs']:.1f} epochs), "
+        f"LR {plan['base_lr']:g} -> "
+        f"{plan['peak_lr']:.4g} -> {plan['end_lr']:g} ({plan['lr_schedule']}, {plan['optimizer']})",
+        f"time-to-train: {_hours(r['time_to_train_seconds'])} for the {plan['epochs']:.1f} epochs",
+    ]
+    if "time_to_target_seconds" in r:
+        lines.append(f"time-to-target: {_hours(r['time_to_target_seconds'])} at the RCP mean of "
+                     f"{plan['expected_epochs']:.1f} epochs to {recipes.MLPERF_TARGET:.1%}")
+    return "\n".join(lines)
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.2f} h ({seconds:,.0f} s)"

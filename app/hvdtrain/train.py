@@ -66,7 +66,8 @@ def run_training(cfg: TrainConfig) -> dict:
     # ---- the loop ------------------------------------------------------------------------------
     fault = faults.from_env()
     batches = _batches(rt, data, cfg, plan, start_step)  # resumes mid-epoch where the run left off
-    train_step = make_train_step(rt, net, optim, plan.label_smoothing, inject_nan_at=fault.nan_at_step)
+    train_step = make_train_step(rt, net, optim, plan.label_smoothing, inject_nan_at=fault.nan_at_step,
+                                 compression=cfg.gradient_compression)
     eval_every = (max(1, round(cfg.eval_every_epochs * plan.steps_per_epoch))
                   if cfg.eval_every_epochs else None)
     watchdog = Watchdog(cfg.faults.stall_timeout, rt.rank, rt.size, cfg.model_dir / HEARTBEATS,

@@ -81,8 +81,8 @@ def test_curves_picture_and_report(lars_run):
 def test_killed_lars_run_resumes_with_its_state_and_history(demo_records, tmp_path):
     """Kill a rank after the step-25 checkpoint; the rerun continues the LARS momentum, the
     schedule and the evaluation history, and ends exactly where an uninterrupted run ends."""
-    short = ["--model", "resnet18", "--image-size", 32, "--train-batch-size", 32, "--recipe", "mlperf",
-             "--peak-lr", 1.0, "--warmup-steps", 10, "--train-steps", 50, "--eval-every-epochs", 0.5,
+    short = ["--model", "resnet18", "--image-size", 32, "--train-batch-size", 16, "--recipe", "mlperf",
+             "--peak-lr", 1.0, "--warmup-steps", 10, "--train-steps", 50, "--eval-every-epochs", 0.25,
              "--log-every-steps", 5, "--checkpoint-every-steps", 25]
     ref, model = tmp_path / "ref", tmp_path / "m"
     run(["train", "--data-dir", demo_records, "--model-dir", ref, *short], np=2, check=True)

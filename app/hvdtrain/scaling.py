@@ -1,0 +1,98 @@
+"""How a run scales across nodes, predicted: one node's measured compute plus a ring-allreduce
+cost model (``hvdtrain plan``).
+
+    step      = compute + exposed allreduce + exposed input
+    compute   = per-rank batch / per-rank rate            (node rate / ranks per node)
+    allreduce = buffers x 2(p-1) x latency + 2(p-1)/p x gradient bytes / link rate
+    exposed   = max(0, allreduce - overlap x compute)      (overlap: the share of a step's compute
+                                                           that allreduces can hide behind)
+
+p is every rank of the job. In a ring laid out node by node only one hop per node crosses the
+network, so each node's link carries 2(p-1)/p of the gradient bytes once per step each way, the
+same as a hierarchical allreduce; hops inside a node (shared memory) are taken as free. Gradient
+bytes are the model's parameters at 4 bytes, 2 with fp16/bf16 compression; Horovod fuses them into
+buffers of ``fusion_mb``, each paying the ring's 2(p-1) latency hops. The model ignores stragglers,
+the allreduce of BN statistics at checkpoints and evaluation, and network contention beyond one
+link per node; bench/NOTES.md compares it with measurements and with the seed's cluster.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+RESNET50_PARAMS = 25_557_032  # trainable parameters of ResNet-50 v1.5 (tensorflow/tpu's count)
+BYTES_PER_PARAM = {"none": 4, "fp16": 2, "bf16": 2}
+
+
+@dataclass(frozen=True)
+class Job:
+    nodes: int
+    ranks_per_node: int
+    global_batch: int
+    node_images_per_second: float  # one node alone, all its ranks
+    link_gbps: float = 100.0
+    latency_us: float = 5.0  # per ring hop (Omni-Path/InfiniBand ~1-2, TCP Ethernet ~10-50)
+    params: int = RESNET50_PARAMS
+    compression: str = "none"
+    fusion_mb: float = 64.0  # HOROVOD_FUSION_THRESHOLD (Horovod's default: 64 MB)
+    overlap: float = 0.0  # share of compute that hides allreduce (0: none measured)
+    input_images_per_second: float | None = None  # per rank, the input pipeline alone
+
+    @property
+    def ranks(self) -> int:
+        return self.nodes * self.ranks_per_node
+
+    @property
+    def per_rank_batch(self) -> float:
+        return self.global_batch / self.ranks
+
+    @property
+    def gradient_bytes(self) -> int:
+        return self.params * BYTES_PER_PARAM[self.compression]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    step_seconds: float
+    compute_seconds: float
+    allreduce_seconds: float
+    exposed_allreduce_seconds: float
+    exposed_input_seconds: float
+    bytes_per_node_link: float  # per step, each way
+    images_per_second: float
+    scaling_efficiency: float  # images/s / (nodes x one node's images/s)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def allreduce_seconds(job: Job) -> tuple[float, float]:
+    """(time of one step's gradient allreduce, bytes each node's link carries each way)."""
+    p = job.ranks
+    if job.nodes == 1 or p == 1:
+        return 0.0, 0.0
+    link_bytes = 2 * (p - 1) / p * job.gradient_bytes
+    buffers = max(1, math.ceil(job.gradient_bytes / (job.fusion_mb * 1e6)))
+    latency = buffers * 2 * (p - 1) * job.latency_us * 1e-6
+    return latency + link_bytes / (job.link_gbps * 1e9 / 8), link_bytes
+
+
+def predict(job: Job) -> Prediction:
+    for name, v in (("--nodes", job.nodes), ("--ranks-per-node", job.ranks_per_node),
+                    ("--global-batch", job.global_batch), ("--link-gbps", job.link_gbps),
+                    ("--node-images-per-second", job.node_images_per_second)):
+        if v <= 0:
+            raise ValueError(f"{name} {v} must be positive")
+    if not 0 <= job.overlap <= 1:
+        raise ValueError(f"--overlap {job.overlap} must be between 0 and 1")
+    compute = job.per_rank_batch / (job.node_images_per_second / job.ranks_per_node)
+    allreduce, link_bytes = allreduce_seconds(job)
+    exposed = max(0.0, allreduce - job.overlap * compute)
+    input_time = (job.per_rank_batch / job.input_images_per_second
+                  if job.input_images_per_second else 0.0)
+    exposed_input = max(0.0, input_time - compute)  # prefetching hides input up to one step
+    step = compute + exposed + exposed_input
+    rate = job.global_batch / step
+    return Prediction(step, compute, allreduce, exposed, exposed_input, link_bytes, rate,
+                      rate / (job.nodes * job.node_images_per_second))

@@ -1,0 +1,58 @@
+"""`hvdtrain plan`'s cost model: its arithmetic by hand, and the CLI around it."""
+
+import json
+
+import pytest
+
+from conftest import run
+from hvdtrain.scaling import RESNET50_PARAMS, Job, predict
+
+
+def test_two_nodes_by_hand():
+    # 2 nodes x 1 rank, 100 MB of gradients (two 64 MB fusion buffers), 10 Gb/s, 10 us per hop
+    job = Job(nodes=2, ranks_per_node=1, global_batch=64, node_images_per_second=16.0,
+              link_gbps=10.0, latency_us=10.0, params=25_000_000, fusion_mb=64.0)
+    p = predict(job)
+    compute = 32 / 16.0                            # 2.0 s
+    link_bytes = 2 * (2 - 1) / 2 * 100e6           # 100 MB each way
+    allreduce = 2 * 2 * 1 * 10e-6 + link_bytes / (10e9 / 8)  # 2 buffers x 2(p-1) hops + 0.08 s
+    assert p.compute_seconds == pytest.approx(compute)
+    assert p.bytes_per_node_link == pytest.approx(link_bytes)
+    assert p.allreduce_seconds == pytest.approx(allreduce)
+    assert p.step_seconds == pytest.approx(compute + allreduce)
+    assert p.images_per_second == pytest.approx(64 / (compute + allreduce))
+    assert p.scaling_efficiency == pytest.approx(64 / (compute + allreduce) / 32)
+
+
+def test_one_node_never_waits_for_the_network():
+    p = predict(Job(1, 2, 64, 20.0, link_gbps=0.001))
+    assert p.allreduce_seconds == 0 and p.scaling_efficiency == pytest.approx(1.0)
+
+
+def test_levers_move_the_prediction_the_right_way():
+    base = Job(2, 1, 64, 540.0, link_gbps=10.0)
+    slow = predict(base)
+    half = predict(Job(2, 1, 64, 540.0, link_gbps=10.0, compression="bf16"))
+    hidden = predict(Job(2, 1, 64, 540.0, link_gbps=10.0, overlap=0.5))
+    assert half.bytes_per_node_link == pytest.approx(slow.bytes_per_node_link / 2)
+    assert half.images_per_second > slow.images_per_second
+    assert hidden.exposed_allreduce_seconds == pytest.approx(
+        max(0.0, slow.allreduce_seconds - 0.5 * slow.compute_seconds))
+    starved = predict(Job(2, 1, 64, 540.0, input_images_per_second=100.0))
+    assert starved.exposed_input_seconds == pytest.approx(32 / 100.0 - 32 / 540.0)
+
+
+def test_plan_cli_for_the_seed_cluster():
+    res = run(["plan", "--nodes", 256, "--ranks-per-node", 2, "--global-batch", 24576,
+               "--node-images-per-second", 79.1, "--json"], check=True)
+    r = json.loads(res.stdout)
+    assert r["job"]["ranks"] == 512 and r["job"]["gradient_bytes"] == RESNET50_PARAMS * 4
+    assert r["plan"]["train_steps"] == 4680
+    assert r["time_to_train_seconds"] == pytest.approx(4680 * r["prediction"]["step_seconds"])
+    text = run(["plan", "--nodes", 256, "--ranks-per-node", 2, "--global-batch", 24576,
+                "--node-images-per-second", 79.1, "--recipe", "mlperf"], check=True).stdout
+    assert "scaling efficiency" in text and "time-to-target" in text
+    bad = run(["plan", "--nodes", 3, "--global-batch", 64, "--node-images-per-second", 1])
+    assert bad.returncode == 1 and "--global-batch 64 must divide" in bad.stderr
+    both = run(["plan", "--nodes", 2, "--global-batch", 64])
+    assert both.returncode == 1 and "--measure" in both.stderr
