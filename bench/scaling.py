@@ -43,7 +43,6 @@ ROWS = [  # the real cluster: node images/s, per-node batch, link Gb/s
 LEVER_ROWS = (2, 3)  # where the network costs something
 LEVERS = [  # name, bench flags, environment
     ("gradient compression fp16", ["--gradient-compression", "fp16"], {}),
-    ("gradient compression bf16", ["--gradient-compression", "bf16"], {}),
     ("no tensor fusion (HOROVOD_FUSION_THRESHOLD=0)", [], {"HOROVOD_FUSION_THRESHOLD": "0"}),
     ("fusion 128 MB", [], {"HOROVOD_FUSION_THRESHOLD": str(128 << 20)}),
     ("cycle time 10 ms (HOROVOD_CYCLE_TIME=10)", [], {"HOROVOD_CYCLE_TIME": "10"}),

@@ -32,7 +32,7 @@ def test_one_node_never_waits_for_the_network():
 def test_levers_move_the_prediction_the_right_way():
     base = Job(2, 1, 64, 540.0, link_gbps=10.0)
     slow = predict(base)
-    half = predict(Job(2, 1, 64, 540.0, link_gbps=10.0, compression="bf16"))
+    half = predict(Job(2, 1, 64, 540.0, link_gbps=10.0, compression="fp16"))
     hidden = predict(Job(2, 1, 64, 540.0, link_gbps=10.0, overlap=0.5))
     assert half.bytes_per_node_link == pytest.approx(slow.bytes_per_node_link / 2)
     assert half.images_per_second > slow.images_per_second

@@ -40,7 +40,7 @@ class BenchConfig:
                                  help="The --input data set's manifest.json, where it is not in the "
                                       "data dir.")
     gradient_compression: str = flag("none", "--gradient-compression",
-                                     help="none | fp16 | bf16 (what the gradients cross the network as).")
+                                     help="none | fp16 (what the gradients cross the network as).")
     steps: int = flag(5, "--steps", help="Steps per timed window.")
     windows: int = flag(3, "--windows", help="Timed windows; the median is reported.")
     warmup: int = flag(3, "--warmup", help="Untimed steps first (graph tracing).")

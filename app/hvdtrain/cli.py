@@ -238,7 +238,7 @@ def plan(nodes: int = typer.Option(..., "--nodes", help="Nodes."),
                                       help="Time this node's training step instead (ResNet-50, "
                                            "224 px, the per-rank batch; takes a minute or more)."),
          compression: str = typer.Option("none", "--gradient-compression",
-                                         help="none | fp16 | bf16 (half the gradient bytes)."),
+                                         help="none | fp16 (half the gradient bytes)."),
          overlap: float = typer.Option(0.0, "--overlap",
                                        help="Share of compute that hides the allreduce (0..1)."),
          recipe: str = typer.Option("seed", "--recipe", help="seed | mlperf: whose plan to time."),

@@ -10,7 +10,7 @@ cost model (``hvdtrain plan``).
 p is every rank of the job. In a ring laid out node by node only one hop per node crosses the
 network, so each node's link carries 2(p-1)/p of the gradient bytes once per step each way, the
 same as a hierarchical allreduce; hops inside a node (shared memory) are taken as free. Gradient
-bytes are the model's parameters at 4 bytes, 2 with fp16/bf16 compression; Horovod fuses them into
+bytes are the model's parameters at 4 bytes, 2 with fp16 compression; Horovod fuses them into
 buffers of ``fusion_mb``, each paying the ring's 2(p-1) latency hops. The model ignores stragglers,
 the allreduce of BN statistics at checkpoints and evaluation, and network contention beyond one
 link per node; bench/NOTES.md compares it with measurements and with the seed's cluster.
@@ -22,7 +22,7 @@ import math
 from dataclasses import asdict, dataclass
 
 RESNET50_PARAMS = 25_557_032  # trainable parameters of ResNet-50 v1.5 (tensorflow/tpu's count)
-BYTES_PER_PARAM = {"none": 4, "fp16": 2, "bf16": 2}
+BYTES_PER_PARAM = {"none": 4, "fp16": 2}
 
 
 @dataclass(frozen=True)
