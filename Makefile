@@ -91,7 +91,7 @@ MPIRUN  ?= mpirun -np 2 --oversubscribe
 # and a 28-px centre crop (--crop-padding 4; tensorflow/tpu's 32 keeps 16 of the 32 px at this size).
 DEMO_TRAIN_FLAGS := --model resnet18 --image-size 32 --train-batch-size 128 --train-epochs 15 \
   --warmup-epochs 2 --peak-lr 0.4 --min-crop-area 0.35 --no-random-flip --crop-padding 4 \
-  --log-every-steps 40 --checkpoint-every-steps 100
+  --log-every-steps 40 --checkpoint-every-steps 50
 
 demo: install
 	rm -rf $(DEMO_DIR)

@@ -11,8 +11,16 @@ computation in one step equals a real cluster's:
     cap   = gradient bytes / (ratio x this node's compute time per step)
 
 Our node is ~100x slower than a real one and its batch smaller, so the cap follows from the ratio,
-not from the real link rate. Then the levers (compression, fusion threshold, cycle time, per-rank
-batch) at the rows where the network matters. Prints one table; writes bench/results/scaling-*.json.
+not from the real link rate.
+
+The prediction is `hvdtrain plan`'s model (hvdtrain/scaling.py) with three numbers measured once,
+on the uncapped link, and then held fixed for every capped row and lever: the path rate (how fast
+this machine moves an allreduce through the uncapped link: a cap above it changes nothing), the
+overlap (the backward pass's share of the step, from Horovod's timeline) and the host cost (how
+much longer a 2-node step is than a 1-node step on the uncapped link: Horovod's and the kernel's
+copies on the rank's one core). The capped rows test the model; they are not fitted. Every 2-node
+run records a Horovod timeline, from which the table reports how much allreduce time ran before the backward
+pass ended. Prints one table; writes bench/results/scaling-*.json.
 
     python bench/scaling.py [--batch 32] [--steps 2] [--windows 2] [--quick]
 """
@@ -21,6 +29,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,6 +41,7 @@ sys.path.insert(0, str(ROOT / "tests" / "cluster"))
 from simcluster import Cluster  # noqa: E402
 
 from hvdtrain.scaling import RESNET50_PARAMS, Job, predict  # noqa: E402
+from hvdtrain.timeline import load, overlap  # noqa: E402
 from hvdtrain.world import mpirun_command  # noqa: E402
 
 GRADIENT_BYTES = RESNET50_PARAMS * 4
@@ -40,15 +51,17 @@ ROWS = [  # the real cluster: node images/s, per-node batch, link Gb/s
     ("Sapphire Rapids 2S bf16, 25 Gb/s Ethernet", 540.0, 256, 25),
     ("Sapphire Rapids 2S bf16, 10 Gb/s Ethernet", 540.0, 256, 10),
 ]
-LEVER_ROWS = (2, 3)  # where the network costs something
-LEVERS = [  # name, bench flags, environment
-    ("gradient compression fp16", ["--gradient-compression", "fp16"], {}),
-    ("no tensor fusion (HOROVOD_FUSION_THRESHOLD=0)", [], {"HOROVOD_FUSION_THRESHOLD": "0"}),
-    ("fusion 128 MB", [], {"HOROVOD_FUSION_THRESHOLD": str(128 << 20)}),
-    ("cycle time 10 ms (HOROVOD_CYCLE_TIME=10)", [], {"HOROVOD_CYCLE_TIME": "10"}),
-    ("per-rank batch x2", ["BATCHx2"], {}),
+# lever name, bench flags, environment, rows it runs at (where the network costs something)
+LEVERS = [
+    ("gradient compression fp16", ["--gradient-compression", "fp16"], {}, (2, 3)),
+    ("per-rank batch x2", ["BATCHx2"], {}, (2, 3)),
+    ("no tensor fusion (HOROVOD_FUSION_THRESHOLD=0)", [], {"HOROVOD_FUSION_THRESHOLD": "0"}, (3,)),
+    ("fusion 32 MB (HOROVOD_FUSION_THRESHOLD=32 MB)", [], {"HOROVOD_FUSION_THRESHOLD": str(32 << 20)}, (3,)),
+    ("Horovod's 1 ms cycle, MPI busy-polls (the old defaults)", [],
+     {"HOROVOD_CYCLE_TIME": "1", "OMPI_MCA_mpi_yield_when_idle": "0"}, (3,)),
 ]
-HOROVOD_VARS = ("HOROVOD_FUSION_THRESHOLD", "HOROVOD_CYCLE_TIME", "HOROVOD_TIMELINE")
+FORWARD = ("HOROVOD_FUSION_THRESHOLD", "HOROVOD_CYCLE_TIME", "HOROVOD_TIMELINE",
+           "OMPI_MCA_mpi_yield_when_idle")
 
 
 def bench_cmd(batch: int, steps: int, windows: int, extra=()) -> list[str]:
@@ -68,21 +81,20 @@ def last_json(text: str) -> dict:
 
 
 def one_node(batch: int, steps: int, windows: int) -> dict:
-    import subprocess
-
     res = subprocess.run(bench_cmd(batch, steps, windows), capture_output=True, text=True, timeout=1800)
     if res.returncode:
         raise RuntimeError(res.stdout[-2000:] + res.stderr[-2000:])
     return last_json(res.stdout)
 
 
-def two_nodes(cluster: Cluster, batch: int, steps: int, windows: int, extra=(), env=None) -> dict:
-    env = env or {}
-    forward = [x for v in HOROVOD_VARS if v in env for x in ("-x", v)]
+def two_nodes(cluster: Cluster, workdir: Path, batch: int, steps: int, windows: int, extra=(),
+              env=None) -> dict:
+    timeline = workdir / f"timeline-{time.monotonic_ns()}.json"
+    env = {**(env or {}), "HOROVOD_TIMELINE": str(timeline)}
+    forward = [x for v in FORWARD if v in env for x in ("-x", v)]
     cmd = cluster.on_head(*mpirun_command(2, extra=("--host", "n1,n2", *forward)),
                           *bench_cmd(batch, steps, windows, extra))
     before = [cluster.counters(n) for n in cluster.nodes]
-    t0 = time.perf_counter()
     res = cluster.run(cmd, timeout=3600, **env)
     if res.returncode:
         raise RuntimeError(res.stdout[-3000:] + res.stderr[-3000:])
@@ -93,7 +105,9 @@ def two_nodes(cluster: Cluster, batch: int, steps: int, windows: int, extra=(), 
     tx = after[0]["tx"] - before[0]["tx"]
     # minus the start's broadcast of weights and momentum (~2x the gradient bytes)
     out["bytes_per_step_n1_tx"] = (tx - 2 * GRADIENT_BYTES) / allreduces
-    out["seconds"] = time.perf_counter() - t0
+    tl = overlap(load(timeline))["steps"][1:]  # the first step negotiates without Horovod's cache
+    out["timeline"] = {k: statistics.median(s[k] for s in tl) for k in tl[0] if k != "step"}
+    timeline.unlink()
     return out
 
 
@@ -111,40 +125,67 @@ def main() -> int:
     compute = a.batch / r1
     print(f"1 node x 1 rank x 1 core: {r1:.3f} images/s, {compute:.2f} s/step (batch {a.batch})", flush=True)
     rows = []
-    cluster = Cluster(2, ROOT / "build" / "scaling-cluster").up()
+    workdir = ROOT / "build" / "scaling-cluster"
+    cluster = Cluster(2, workdir).up()
     try:
+        cluster.uncap()
+        free = two_nodes(cluster, workdir, a.batch, a.steps, a.windows)
+        tl = free["timeline"]
+        host = max(0.0, free["step_ms"] / 1e3 - compute)
+        ov = min(1.0, tl["backward_ms"] / 1e3 / compute)
+        path_gbps = GRADIENT_BYTES * 8 / (free["allreduce_ms_per_step"] / 1e3) / 1e9  # 2 ranks: ring = bytes
+        eff = free["images_per_second"] / (2 * r1)
+        print(f"2 nodes, uncapped link: {free['images_per_second']:.3f} images/s, efficiency {eff:.1%}; "
+              f"allreduce alone {free['allreduce_ms_per_step']} ms -> path rate {path_gbps:.2f} Gb/s; "
+              f"host cost {host * 1e3:.0f} ms/step; backward pass "
+              f"{tl['backward_ms']:.0f} ms of {compute * 1e3:.0f} ms -> overlap {ov:.2f}; allreduce busy "
+              f"{tl['allreduce_busy_ms']:.0f} ms/step, {tl['hidden_ms']:.0f} ms of it before the backward "
+              f"pass ended", flush=True)
+        rows.append({"row": "uncapped", "lever": "as is (calibration)", "efficiency": eff,
+                     "measured_images_per_second": free["images_per_second"], "host_seconds": host,
+                     "path_gbps": path_gbps,
+                     "overlap": ov, "timeline": tl, "step_ms": free["step_ms"],
+                     "allreduce_ms_alone": free.get("allreduce_ms_per_step"),
+                     "bytes_per_step": free["bytes_per_step_n1_tx"]})
+        print("row | lever | real ratio -> cap | measured images/s (efficiency) | predicted "
+              "(efficiency, error) | allreduce alone / model ms | hidden / busy ms | "
+              "MB/step out of n1 / ring MB", flush=True)
         for i, (name, node_rate, node_batch, gbps) in enumerate(ROWS):
             ratio = (GRADIENT_BYTES / (gbps * 1e9 / 8)) / (node_batch / node_rate)
-            cap_bytes = GRADIENT_BYTES / (ratio * compute)
-            cap_kbit = int(cap_bytes * 8 / 1e3)
+            cap_kbit = int(GRADIENT_BYTES / (ratio * compute) * 8 / 1e3)
             cluster.cap(f"{cap_kbit}kbit")
-            runs = [("as is", [], {})] + (LEVERS if i in LEVER_ROWS and not a.quick else [])
-            for lever, extra, env in runs:
-                batch = a.batch * 2 if "BATCHx2" in extra else a.batch
-                extra = [x for x in extra if x != "BATCHx2"]
-                m = two_nodes(cluster, batch, a.steps, a.windows, extra, env)
-                compression = extra[1] if extra[:1] == ["--gradient-compression"] else "none"
-                p = predict(Job(2, 1, 2 * batch, r1, link_gbps=cap_kbit / 1e6, latency_us=50,
-                                compression=compression))
+            runs = [("as is", [], {})] + ([] if a.quick else [(n, f, e) for n, f, e, at in LEVERS if i in at])
+            for lever, flags, env in runs:
+                batch = a.batch * 2 if "BATCHx2" in flags else a.batch
+                flags = [x for x in flags if x != "BATCHx2"]
+                m = two_nodes(cluster, workdir, batch, a.steps, a.windows, flags, env)
+                compression = flags[1] if flags[:1] == ["--gradient-compression"] else "none"
+                fusion = int(env.get("HOROVOD_FUSION_THRESHOLD", 128 << 20)) / 1e6  # 0: one per tensor
+                p = predict(Job(2, 1, 2 * batch, a.batch / compute, link_gbps=min(cap_kbit / 1e6, path_gbps),
+                                latency_us=50, compression=compression, fusion_mb=fusion,
+                                overlap=ov, host_seconds=host))  # per step: bytes, not images
                 eff = m["images_per_second"] / (2 * r1)
-                row = {"row": name, "lever": lever, "real_ratio": ratio, "cap_mbit": cap_kbit / 1e3,
-                       "sim_ratio": (GRADIENT_BYTES / (cap_kbit * 1e3 / 8)) / compute,
-                       "measured_images_per_second": m["images_per_second"], "efficiency": eff,
-                       "predicted_images_per_second": p.images_per_second,
-                       "predicted_efficiency": p.scaling_efficiency,
-                       "allreduce_ms_alone": m.get("allreduce_ms_per_step"),
-                       "predicted_allreduce_ms": p.allreduce_seconds * 1e3,
-                       "step_ms": m["step_ms"], "bytes_per_step": m["bytes_per_step_n1_tx"],
-                       "ring_bytes_per_step": p.bytes_per_node_link}
-                rows.append(row)
-                print(f"{name} | {lever} | ratio {ratio:.4f} -> cap {cap_kbit / 1e3:,.0f} Mbit/s | "
-                      f"{m['images_per_second']:.3f} images/s, efficiency {eff:.1%} | predicted "
-                      f"{p.images_per_second:.3f} ({p.scaling_efficiency:.1%}) | allreduce alone "
-                      f"{m.get('allreduce_ms_per_step')} ms, model {p.allreduce_seconds * 1e3:.0f} ms | "
-                      f"{m['bytes_per_step_n1_tx'] / 1e6:.1f} MB/step out of n1, ring "
+                err = m["images_per_second"] / p.images_per_second - 1
+                tl = m["timeline"]
+                rows.append({"row": name, "lever": lever, "real_ratio": ratio, "cap_mbit": cap_kbit / 1e3,
+                             "sim_ratio": (GRADIENT_BYTES / (cap_kbit * 1e3 / 8)) / compute,
+                             "measured_images_per_second": m["images_per_second"], "efficiency": eff,
+                             "predicted_images_per_second": p.images_per_second,
+                             "predicted_efficiency": p.scaling_efficiency, "prediction_error": err,
+                             "allreduce_ms_alone": m.get("allreduce_ms_per_step"),
+                             "predicted_allreduce_ms": p.allreduce_seconds * 1e3, "timeline": tl,
+                             "step_ms": m["step_ms"], "bytes_per_step": m["bytes_per_step_n1_tx"],
+                             "ring_bytes_per_step": p.bytes_per_node_link})
+                print(f"{name} | {lever} | {ratio:.4f} -> {cap_kbit / 1e3:,.0f} Mbit/s | "
+                      f"{m['images_per_second']:.3f} ({eff:.1%}) | {p.images_per_second:.3f} "
+                      f"({p.scaling_efficiency:.1%}, {err:+.1%}) | {m.get('allreduce_ms_per_step')} / "
+                      f"{p.allreduce_seconds * 1e3:.0f} | {tl['hidden_ms']:.0f} / "
+                      f"{tl['allreduce_busy_ms']:.0f} | {m['bytes_per_step_n1_tx'] / 1e6:.1f} / "
                       f"{p.bytes_per_node_link / 1e6:.1f}", flush=True)
     finally:
         cluster.down()
+    within = [r for r in rows if r.get("lever") == "as is" and abs(r["prediction_error"]) <= 0.10]
+    print(f"prediction within 10% at {len(within)} of {len(ROWS)} link caps (as is)")
     out = Path(a.out) / f"scaling-{time.strftime('%Y-%m-%dT%H%M%SZ', time.gmtime())}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"one_node": base, "rows": rows}, indent=2))

@@ -9,6 +9,7 @@ processed to a ledger; the end of the run prints the ledger against the suite's 
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -62,6 +63,7 @@ class Ledger:
         self.train_seconds = 0.0  # sum of "trained N steps in X s": the part that scales with the CPU
         self.demo_seconds = None  # wall time of the shared demo training: this machine's speed
         self.seconds = defaultdict(float)  # per test folder
+        self.per_test = defaultdict(lambda: [0, 0.0])  # test id -> [images, training seconds]
 
     def record(self, output: str) -> None:
         plan = re.search(r"^plan: [\d,]+ train images, global batch ([\d,]+) ", output, re.M)
@@ -72,10 +74,16 @@ class Ledger:
         logged = [int(s) for s in re.findall(r"^step (\d+)/\d+ ", output, re.M)]
         steps = int(done.group(1)) if done else max(logged, default=0) - int(start.group(1) if start else 0)
         timed = re.search(r"^trained \d+ steps in ([\d.]+) s", output, re.M)
-        self.train_seconds += float(timed.group(1)) if timed else 0.0
+        seconds = float(timed.group(1)) if timed else 0.0
+        images = max(0, steps) * int(plan.group(1).replace(",", ""))
+        self.train_seconds += seconds
         self.runs += 1
         self.steps += max(0, steps)
-        self.images += max(0, steps) * int(plan.group(1).replace(",", ""))
+        self.images += images
+        # a session fixture's run is charged to the test that first asked for it
+        test = os.environ.get("PYTEST_CURRENT_TEST", "?").rsplit(" (", 1)[0]
+        self.per_test[test][0] += images
+        self.per_test[test][1] += seconds
 
 
 LEDGER = Ledger()
@@ -105,6 +113,9 @@ def pytest_terminal_summary(terminalreporter):
     tr.write_line(f"budget: {LEDGER.images:,} training images ({LEDGER.steps:,} steps in "
                   f"{LEDGER.runs} training runs), {verdict} the budget of "
                   f"{TRAINING_IMAGES_BUDGET:,}; {LEDGER.train_seconds:.1f} s of training steps")
+    top = sorted(LEDGER.per_test.items(), key=lambda kv: -kv[1][1])[:8]
+    for test, (images, seconds) in top:
+        tr.write_line(f"{seconds:8.1f} s of training, {images:7,} images  {test}")
     if LEDGER.demo_seconds:
         tr.write_line(f"the demo's training (2 ranks, {DEMO_STEPS} steps) took "
                       f"{LEDGER.demo_seconds:.1f} s on this machine")

@@ -56,3 +56,43 @@ def test_plan_cli_for_the_seed_cluster():
     assert bad.returncode == 1 and "--global-batch 64 must divide" in bad.stderr
     both = run(["plan", "--nodes", 2, "--global-batch", 64])
     assert both.returncode == 1 and "--measure" in both.stderr
+
+
+def test_timeline_overlap_from_a_horovod_trace(tmp_path):
+    """Two steps of two gradients, in Horovod's trace format (tensors as processes, the file
+    closed with ']' after each record): the first allreduce starts while the second gradient is
+    still being computed, so part of its time is hidden and the rest is exposed."""
+    from hvdtrain.timeline import load, overlap
+
+    ev = [{"name": "process_name", "ph": "M", "pid": 0, "args": {"start_time_since_epoch_in_micros": 1}}]
+    for pid, name in ((1, "grads_0"), (2, "grads_1"), (3, "xent")):
+        ev.append({"name": "process_name", "ph": "M", "pid": pid, "args": {"name": name}})
+    for base in (0, 100_000):  # step 1, step 2 (microseconds)
+        ev += [{"ph": "B", "name": "NEGOTIATE_ALLREDUCE", "ts": base + 1_000, "pid": 1},
+               {"ph": "X", "name": "0", "ts": base + 1_000, "pid": 1, "dur": 0},
+               {"ph": "E", "ts": base + 2_000, "pid": 1},
+               {"ph": "B", "name": "ALLREDUCE", "ts": base + 2_000, "pid": 1},
+               {"ph": "B", "name": "MPI_ALLREDUCE", "ts": base + 2_100, "pid": 1},
+               {"ph": "E", "ts": base + 9_000, "pid": 1},
+               {"ph": "E", "ts": base + 10_000, "pid": 1},
+               {"ph": "B", "name": "NEGOTIATE_ALLREDUCE", "ts": base + 6_000, "pid": 2},
+               {"ph": "E", "ts": base + 10_000, "pid": 2},
+               {"ph": "B", "name": "ALLREDUCE", "ts": base + 10_000, "pid": 2},
+               {"ph": "E", "ts": base + 14_000, "pid": 2},
+               {"ph": "B", "name": "NEGOTIATE_ALLREDUCE", "ts": base + 15_000, "pid": 3},
+               {"ph": "E", "ts": base + 15_500, "pid": 3},
+               {"ph": "B", "name": "ALLREDUCE", "ts": base + 15_500, "pid": 3},
+               {"ph": "E", "ts": base + 16_000, "pid": 3}]
+    path = tmp_path / "timeline.json"
+    path.write_text("[\n" + ",\n".join(json.dumps(e) for e in ev)[:-1] + "}]")
+    res = overlap(load(path))
+    assert res["gradient_tensors"] == 2 and len(res["steps"]) == 2
+    for step in res["steps"]:
+        assert step["backward_ms"] == 5.0  # first gradient ready at 1 ms, last at 6 ms
+        assert step["first_allreduce_starts_ms"] == 1.0
+        assert step["allreduce_busy_ms"] == 12.0  # 2-10 and 10-14
+        assert step["hidden_ms"] == 4.0 and step["exposed_ms"] == 8.0  # split at 6 ms
+    (tmp_path / "cut.json").write_text(path.read_text()[:-40])  # a writer killed mid-record
+    assert len(load(tmp_path / "cut.json")) < len(ev)
+    with pytest.raises(ValueError, match="no gradient allreduces"):
+        overlap(ev[:4])

@@ -45,3 +45,15 @@ def test_apply_refuses_after_tensorflow_is_loaded(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow", object())
     with pytest.raises(RuntimeError, match="after TensorFlow"):
         topology.apply(topology.decide(1, 1))
+
+
+def test_communication_defaults_yield_to_the_users_settings(monkeypatch):
+    """Horovod's cycle and MPI's polling are set before hvd.init() unless the user set them."""
+    for name in (*topology.COMM_DEFAULTS, "HOROVOD_FUSION_THRESHOLD"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOROVOD_CYCLE_TIME", "3.5")
+    line = topology.apply_comm_defaults()
+    assert topology.os.environ["HOROVOD_CYCLE_TIME"] == "3.5"
+    assert topology.os.environ["OMPI_MCA_mpi_yield_when_idle"] == "1"
+    assert line == ("communication: HOROVOD_CYCLE_TIME=3.5, OMPI_MCA_mpi_yield_when_idle=1, "
+                    "HOROVOD_FUSION_THRESHOLD=128 MB (Horovod default)")

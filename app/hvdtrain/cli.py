@@ -15,6 +15,7 @@ from .config import ConfigError, EvalConfig, TrainConfig
 from .flags import arg, build, command
 from .index import IndexConfig
 from .prep import PrepConfig
+from .scaling import OVERLAP
 
 # rich_markup_mode=None: click's plain help wraps every option name in full at 80 columns
 # (rich's table truncated the seed's --snake_case aliases) and reads well in a batch job's log.
@@ -239,8 +240,9 @@ def plan(nodes: int = typer.Option(..., "--nodes", help="Nodes."),
                                            "224 px, the per-rank batch; takes a minute or more)."),
          compression: str = typer.Option("none", "--gradient-compression",
                                          help="none | fp16 (half the gradient bytes)."),
-         overlap: float = typer.Option(0.0, "--overlap",
-                                       help="Share of compute that hides the allreduce (0..1)."),
+         overlap: float = typer.Option(OVERLAP, "--overlap",
+                                       help="Share of compute that hides the allreduce (0..1; "
+                                            "default: measured, bench/NOTES.md)."),
          recipe: str = typer.Option("seed", "--recipe", help="seed | mlperf: whose plan to time."),
          as_json: bool = typer.Option(False, "--json", help="One JSON object (for scripts).")):
     """Predict N-node throughput and time-to-train before booking the nodes.

@@ -24,6 +24,7 @@ class Runtime:
     threads: topology.ThreadSettings | None  # None: TensorFlow's own defaults (the baseline)
     precision: str
     hosts: list[str]  # host of each rank
+    comm: str | None = None  # the Horovod/MPI settings in force (None: the baseline's defaults)
 
     def describe_world(self) -> str:
         names = list(dict.fromkeys(self.hosts))
@@ -43,8 +44,10 @@ def start(flags: ThreadFlags, precision: str = "fp32", stall_timeout: int = 0,
         flags.num_intra_threads, flags.num_inter_threads, flags.kmp_blocktime, flags.kmp_affinity)
     if precision == "bf32":  # float32 model, oneDNN computes convolutions/matmuls in bfloat16
         os.environ["ONEDNN_DEFAULT_FPMATH_MODE"] = "BF16"
+    comm = None
     if settings:
         topology.apply(settings)
+        comm = topology.apply_comm_defaults()
     # A rank that stops answering (dead node, hung I/O) turns into an error instead of a hang:
     # Horovod warns at half the timeout; hvdtrain's watchdog (which names the rank) stops the job at
     # the timeout; Horovod's own shutdown at twice the timeout is the backstop.
@@ -63,4 +66,4 @@ def start(flags: ThreadFlags, precision: str = "fp32", stall_timeout: int = 0,
     hosts = hvd.allgather_object(socket.gethostname()) if hvd.size() > 1 else [socket.gethostname()]
     if precision == "bf16":  # bfloat16 compute (AMX), float32 master weights and loss
         tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    return Runtime(tf, hvd, hvd.rank(), hvd.size(), settings, precision, hosts)
+    return Runtime(tf, hvd, hvd.rank(), hvd.size(), settings, precision, hosts, comm)

@@ -1,11 +1,14 @@
 """How a run scales across nodes, predicted: one node's measured compute plus a ring-allreduce
 cost model (``hvdtrain plan``).
 
-    step      = compute + exposed allreduce + exposed input
+    step      = compute + host + exposed allreduce + exposed input
     compute   = per-rank batch / per-rank rate            (node rate / ranks per node)
+    host      = the communication's own work on the rank's cores (copies, sums, TCP), which no
+                overlap hides; 0 unless measured (bench/scaling.py measures it on one core)
     allreduce = buffers x 2(p-1) x latency + 2(p-1)/p x gradient bytes / link rate
     exposed   = max(0, allreduce - overlap x compute)      (overlap: the share of a step's compute
-                                                           that allreduces can hide behind)
+                                                           that allreduces can hide behind: the
+                                                           backward pass, where gradients appear)
 
 p is every rank of the job. In a ring laid out node by node only one hop per node crosses the
 network, so each node's link carries 2(p-1)/p of the gradient bytes once per step each way, the
@@ -22,6 +25,11 @@ import math
 from dataclasses import asdict, dataclass
 
 RESNET50_PARAMS = 25_557_032  # trainable parameters of ResNet-50 v1.5 (tensorflow/tpu's count)
+# Gradients appear during the backward pass; Horovod's timeline shows the allreduce of the first of
+# them starting within one negotiation cycle, so the backward pass's share of the step is the
+# compute an allreduce can hide behind. Measured: bench/NOTES.md, "Scaling" (ResNet-50, 224 px).
+OVERLAP = 0.66
+RESNET50_TENSORS = 161  # gradient tensors (Horovod's timeline): the buffers when fusion is off
 BYTES_PER_PARAM = {"none": 4, "fp16": 2}
 
 
@@ -35,8 +43,10 @@ class Job:
     latency_us: float = 5.0  # per ring hop (Omni-Path/InfiniBand ~1-2, TCP Ethernet ~10-50)
     params: int = RESNET50_PARAMS
     compression: str = "none"
-    fusion_mb: float = 64.0  # HOROVOD_FUSION_THRESHOLD (Horovod's default: 64 MB)
-    overlap: float = 0.0  # share of compute that hides allreduce (0: none measured)
+    fusion_mb: float = 128.0  # HOROVOD_FUSION_THRESHOLD (Horovod 0.21+ default: 128 MB; 0: off)
+    tensors: int = RESNET50_TENSORS
+    overlap: float = 0.0  # share of compute that hides allreduce (OVERLAP: measured)
+    host_seconds: float = 0.0  # per step, communication work on the rank's own cores
     input_images_per_second: float | None = None  # per rank, the input pipeline alone
 
     @property
@@ -73,7 +83,8 @@ def allreduce_seconds(job: Job) -> tuple[float, float]:
     if job.nodes == 1 or p == 1:
         return 0.0, 0.0
     link_bytes = 2 * (p - 1) / p * job.gradient_bytes
-    buffers = max(1, math.ceil(job.gradient_bytes / (job.fusion_mb * 1e6)))
+    buffers = (job.tensors if job.fusion_mb <= 0
+               else max(1, math.ceil(job.gradient_bytes / (job.fusion_mb * 1e6))))
     latency = buffers * 2 * (p - 1) * job.latency_us * 1e-6
     return latency + link_bytes / (job.link_gbps * 1e9 / 8), link_bytes
 
@@ -92,7 +103,7 @@ def predict(job: Job) -> Prediction:
     input_time = (job.per_rank_batch / job.input_images_per_second
                   if job.input_images_per_second else 0.0)
     exposed_input = max(0.0, input_time - compute)  # prefetching hides input up to one step
-    step = compute + exposed + exposed_input
+    step = compute + job.host_seconds + exposed + exposed_input
     rate = job.global_batch / step
     return Prediction(step, compute, allreduce, exposed, exposed_input, link_bytes, rate,
                       rate / (job.nodes * job.node_images_per_second))

@@ -77,6 +77,25 @@ def decide(intra_op: int | None = None, inter_op: int | None = None,
     return ThreadSettings(intra_op, inter_op, intra_op, kmp_blocktime, kmp_affinity, derived)
 
 
+# Horovod's background thread and MPI's progress engine run on the same cores as TensorFlow's
+# compute threads. By default Horovod negotiates every 1 ms and Open MPI busy-polls while a rank
+# waits for its peer, so a rank that finished its backward pass first spins on cores the other
+# ranks' compute needs. Measured on 2 ranks x 1 core, ResNet-50 at 112 px (bench/NOTES.md,
+# "Scaling"): 56% scaling efficiency with Horovod's and MPI's defaults, 77% with a 20 ms cycle, 83%
+# with MPI yielding, 90% with both. A user's own setting of either variable wins.
+COMM_DEFAULTS = {"HOROVOD_CYCLE_TIME": "20", "OMPI_MCA_mpi_yield_when_idle": "1"}
+
+
+def apply_comm_defaults() -> str:
+    """Export COMM_DEFAULTS where the user set nothing (before ``hvd.init()``); describe them."""
+    for name, value in COMM_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    shown = [f"{name}={os.environ[name]}" for name in COMM_DEFAULTS]
+    fusion = os.environ.get("HOROVOD_FUSION_THRESHOLD")
+    shown.append(f"HOROVOD_FUSION_THRESHOLD={fusion + ' bytes' if fusion else '128 MB (Horovod default)'}")
+    return "communication: " + ", ".join(shown)
+
+
 def apply(settings: ThreadSettings) -> None:
     """Export the settings for oneDNN/OpenMP; must run before TensorFlow is imported."""
     if "tensorflow" in sys.modules:

@@ -88,6 +88,12 @@ class Cluster:
                 _sh("ip", "netns", "exec", where, "tc", "qdisc", "replace", "dev", dev, "root", "tbf",
                     "rate", rate, "burst", "256kb", "latency", "100ms")
 
+    def uncap(self) -> None:
+        """Remove the caps: the links run as fast as this machine moves bytes through them."""
+        for node in self.nodes:
+            for where, dev in ((ns(node), "eth0"), (ns(HEAD), f"v{node}")):
+                _sh("ip", "netns", "exec", where, "tc", "qdisc", "del", "dev", dev, "root", check=False)
+
     def link(self, node: str, state: str) -> None:
         _sh("ip", "-n", ns(node), "link", "set", "eth0", state)
 

@@ -17,9 +17,10 @@ from hvdtrain import faults
 pytestmark = pytest.mark.integration
 
 def test_kill_one_rank_then_resume_matches_uninterrupted(demo_model, demo_records, tmp_path):
-    """Resume the shared `make demo` run from its step-100 checkpoint, kill rank 1 ten steps on,
+    """Resume the shared `make demo` run from its step-150 checkpoint, kill rank 1 five steps on,
     rerun: the job ends at once naming the rank, and the rerun finishes exactly as the
-    uninterrupted demo run did (same losses, same weights, same top-1)."""
+    uninterrupted demo run did (same losses, same weights, same top-1). The uninterrupted run is
+    the suite's one demo model, so the test trains 20 steps instead of a reference of 165."""
     ref_dir, ref_out = demo_model
     model = tmp_path / "m"
     shutil.copytree(ref_dir, model)
@@ -27,21 +28,22 @@ def test_kill_one_rank_then_resume_matches_uninterrupted(demo_model, demo_record
     for name in ("train_report.json", "eval_results.json"):
         (model / name).unlink()
     args = ["train", "--data-dir", demo_records, "--model-dir", model, *DEMO, "--eval-at-end",
-            "--log-every-steps", 10]  # logs more often than the demo; the numbers are the same
+            "--log-every-steps", 5]  # logs more often than the demo; the numbers are the same
     job = Job(args, np=2)
-    job.wait_for(r"^step 110/165")
+    job.wait_for(r"^step 155/165")
     os.kill(job.rank_pid(1), signal.SIGKILL)
     killed_at = time.monotonic()
     code = job.wait(timeout=120)
     took = time.monotonic() - killed_at
     assert code != 0 and took < 60, (code, took)
     assert "rank 1" in job.output and "signal 9" in job.output  # mpirun names the rank and cause
+    assert not (model / "checkpoints" / "ckpt-00000165").exists(), "killed before the end"
 
     res = run(args, np=2)
     assert res.returncode == 0, res.stderr
-    assert "resumed from" in res.stdout and "ckpt-00000100" in res.stdout
+    assert "resumed from" in res.stdout and "ckpt-00000150" in res.stdout
     rep = json.loads((model / "train_report.json").read_text())
-    assert rep["start_step"] == 100 and rep["train_steps"] == 165
+    assert rep["start_step"] == 150 and rep["train_steps"] == 165
     ref_rep = json.loads((ref_dir / "train_report.json").read_text())
     top1 = json.loads((model / "eval_results.json").read_text())["top1"]
     ref_top1 = json.loads((ref_dir / "eval_results.json").read_text())["top1"]
@@ -49,8 +51,8 @@ def test_kill_one_rank_then_resume_matches_uninterrupted(demo_model, demo_record
     # Same seed, same ranks: the resumed run is the uninterrupted one, step for step.
     ours, theirs = dict(_losses(res.stdout)), dict(_losses(ref_out))
     common = sorted(set(ours) & set(theirs))
-    assert common == [120, 160, 165] and all(ours[s] == theirs[s] for s in common), (ours, theirs)
-    assert len(ours) == 7 and top1 == ref_top1, (top1, ref_top1)
+    assert common == [160, 165] and all(ours[s] == theirs[s] for s in common), (ours, theirs)
+    assert sorted(ours) == [155, 160, 165] and top1 == ref_top1, (top1, ref_top1)
     assert rep["rank_weight_checksums"]["at_end"] == ref_rep["rank_weight_checksums"]["at_end"]
 
 

@@ -50,9 +50,9 @@ def test_ranks_hold_identical_weights(trained):
 def test_checkpoints_written_once_by_rank_zero(trained):
     model_dir, out = trained
     names = sorted(p.name for p in (model_dir / "checkpoints").iterdir())
-    assert names == ["ckpt-00000100", "ckpt-00000165"]
+    assert names == ["ckpt-00000050", "ckpt-00000100", "ckpt-00000150", "ckpt-00000165"]
     # rank 0 alone logs and saves: one line per checkpoint, not one per rank
-    assert out.count("checkpoint ") == 2 and (model_dir / "train").is_dir()
+    assert out.count("checkpoint ") == 4 and (model_dir / "train").is_dir()
 
 
 @pytest.mark.parametrize("np,batch", [(1, 100), (2, 64), (3, 50)])
@@ -75,9 +75,9 @@ def test_resume_from_two_ranks_on_one(trained, demo_records, tmp_path):
     shutil.rmtree(model_dir / "checkpoints" / "ckpt-00000165")
     res = run(["train", "--data-dir", demo_records, "--model-dir", model_dir, *DEMO])
     assert res.returncode == 0, res.stderr
-    assert "resumed from" in res.stdout and "step 100" in res.stdout
+    assert "resumed from" in res.stdout and "step 150" in res.stdout
     rep = json.loads((model_dir / "train_report.json").read_text())
-    assert rep["start_step"] == 100 and rep["steps_this_run"] == 65 and rep["num_ranks"] == 1
+    assert rep["start_step"] == 150 and rep["steps_this_run"] == 15 and rep["num_ranks"] == 1
     assert (model_dir / "checkpoints" / "ckpt-00000165").is_dir()
 
 
