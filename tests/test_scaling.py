@@ -11,7 +11,7 @@ from hvdtrain.scaling import RESNET50_PARAMS, Job, predict
 def test_two_nodes_by_hand():
     # 2 nodes x 1 rank, 100 MB of gradients (two 64 MB fusion buffers), 10 Gb/s, 10 us per hop
     job = Job(nodes=2, ranks_per_node=1, global_batch=64, node_images_per_second=16.0,
-              link_gbps=10.0, latency_us=10.0, params=25_000_000, fusion_mb=64.0)
+              link_gbps=10.0, latency_us=10.0, params=25_000_000, fusion_mb=64.0, overlap=0.0)
     p = predict(job)
     compute = 32 / 16.0                            # 2.0 s
     link_bytes = 2 * (2 - 1) / 2 * 100e6           # 100 MB each way

@@ -15,7 +15,7 @@ from .config import ConfigError, EvalConfig, TrainConfig
 from .flags import arg, build, command
 from .index import IndexConfig
 from .prep import PrepConfig
-from .scaling import OVERLAP
+from .scaling import Job
 
 # rich_markup_mode=None: click's plain help wraps every option name in full at 80 columns
 # (rich's table truncated the seed's --snake_case aliases) and reads well in a batch job's log.
@@ -240,7 +240,7 @@ def plan(nodes: int = typer.Option(..., "--nodes", help="Nodes."),
                                            "224 px, the per-rank batch; takes a minute or more)."),
          compression: str = typer.Option("none", "--gradient-compression",
                                          help="none | fp16 (half the gradient bytes)."),
-         overlap: float = typer.Option(OVERLAP, "--overlap",
+         overlap: float = typer.Option(Job.overlap, "--overlap",
                                        help="Share of compute that hides the allreduce (0..1; "
                                             "default: measured, bench/NOTES.md)."),
          recipe: str = typer.Option("seed", "--recipe", help="seed | mlperf: whose plan to time."),
@@ -253,7 +253,7 @@ def plan(nodes: int = typer.Option(..., "--nodes", help="Nodes."),
     import json
 
     from .report import plan_job, render_plan
-    from .scaling import BYTES_PER_PARAM, Job
+    from .scaling import BYTES_PER_PARAM
 
     if (node_rate is None) == (not measure):
         _fail("give --node-images-per-second R or --measure (one of them)")
