@@ -92,7 +92,7 @@ def apply_comm_defaults() -> str:
         os.environ.setdefault(name, value)
     shown = [f"{name}={os.environ[name]}" for name in COMM_DEFAULTS]
     fusion = os.environ.get("HOROVOD_FUSION_THRESHOLD")
-    shown.append(f"HOROVOD_FUSION_THRESHOLD={fusion + ' bytes' if fusion else '128 MB (Horovod default)'}")
+    shown.append(f"HOROVOD_FUSION_THRESHOLD={fusion + ' bytes' if fusion else 'Horovod default'}")
     return "communication: " + ", ".join(shown)
 
 
