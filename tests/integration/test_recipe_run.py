@@ -28,11 +28,15 @@ LARS = ["--model", "resnet18", "--image-size", 32, "--train-batch-size", 64, "--
 TARGET = 0.76  # at or above MLPerf's 0.759, so the checker's accuracy rule applies as written
 
 
+def _target_run(data, model) -> list:
+    """The `hvdtrain train` arguments of the run to the target (shared, and killed below)."""
+    return ["train", "--data-dir", data, "--model-dir", model, *LARS, "--target-accuracy", TARGET]
+
+
 @pytest.fixture(scope="module")
 def lars_run(demo_records, tmp_path_factory):
     model = tmp_path_factory.mktemp("lars") / "m"
-    res = run(["train", "--data-dir", demo_records, "--model-dir", model, *LARS,
-               "--target-accuracy", TARGET], np=2, check=True)
+    res = run(_target_run(demo_records, model), np=2, check=True)
     return model, res.stdout
 
 
@@ -84,7 +88,7 @@ def test_killed_lars_run_resumes_with_its_state_and_history(lars_run, demo_recor
     ends exactly where the shared uninterrupted run (the fixture above) ended: same weights, same
     evaluations, stopped at the same step by the same target."""
     ref, model = lars_run[0], tmp_path / "m"
-    args = ["train", "--data-dir", demo_records, "--model-dir", model, *LARS, "--target-accuracy", TARGET]
+    args = _target_run(demo_records, model)
     job = Job(args, np=2)
     job.wait_for(r"^checkpoint .*ckpt-00000040")
     job.wait_for(r"^step 45/")
