@@ -57,3 +57,39 @@ def test_communication_defaults_yield_to_the_users_settings(monkeypatch):
     assert topology.os.environ["OMPI_MCA_mpi_yield_when_idle"] == "1"
     assert line == ("communication: HOROVOD_CYCLE_TIME=3.5, OMPI_MCA_mpi_yield_when_idle=1, "
                     "HOROVOD_FUSION_THRESHOLD=Horovod default")
+
+
+def test_onednn_is_asked_for_unless_the_user_decided(monkeypatch):
+    """TensorFlow alone leaves oneDNN off on CPUs without VNNI/BF16/AMX; hvdtrain turns it on."""
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    topology.apply(topology.decide(1, 1))
+    assert topology.os.environ["TF_ENABLE_ONEDNN_OPTS"] == "1"
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+    topology.apply(topology.decide(1, 1))
+    assert topology.os.environ["TF_ENABLE_ONEDNN_OPTS"] == "0"
+    assert "TF_ENABLE_ONEDNN_OPTS='1'" not in topology.shell_exports()
+
+
+def test_onednn_line_names_what_tensorflow_alone_would_do(monkeypatch):
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")
+    monkeypatch.setattr(topology, "cpu_flags", lambda: {"avx2", "fma"})  # AMD Zen 3
+    assert topology.describe_onednn(True) == (
+        "oneDNN: on (TF_ENABLE_ONEDNN_OPTS=1; TensorFlow's own default here: "
+        "off (this CPU has no VNNI, BF16 or AMX))")
+    monkeypatch.setattr(topology, "cpu_flags", lambda: {"avx512f", "avx512_vnni", "amx_tile"})
+    assert topology.describe_onednn(False).endswith("own default here: on (amx_tile, avx512_vnni))")
+
+
+@pytest.mark.parametrize("value, state", [(None, "on"), ("0", "off")])
+def test_info_reports_onednn_as_tensorflow_loaded_it(value, state):
+    """The variable is exported before TensorFlow loads, and TensorFlow's own answer is printed."""
+    import re
+
+    from conftest import cli_env, run
+
+    env = cli_env()
+    env.pop("TF_ENABLE_ONEDNN_OPTS", None)
+    if value is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = value
+    res = run(["info"], env=env, check=True)
+    assert re.search(rf"^onednn +{state} \(TF_ENABLE_ONEDNN_OPTS={value or 1};", res.stdout, re.M), res.stdout

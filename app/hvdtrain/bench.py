@@ -79,7 +79,7 @@ def run_bench(cfg: BenchConfig) -> dict:
     tf = rt.tf
     result = {"config": {k: v for k, v in asdict(cfg).items() if k != "threads"},
               "num_ranks": rt.size, "threads": rt.threads.describe() if rt.threads else "TF defaults",
-              "communication": rt.comm or "Horovod's and MPI's defaults",
+              "communication": rt.comm or "Horovod's and MPI's defaults", "onednn": rt.onednn,
               "machine": machine_summary()}
     if cfg.peak:
         result["peak_gflops"] = {"fp32": matmul_gflops(tf, tf.float32),

@@ -13,20 +13,19 @@ from pathlib import Path
 
 from . import __version__, topology
 
-ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
 
 
 def cpu_summary() -> tuple[str, list[str]]:
-    model, flags = platform.processor() or "unknown", set()
+    model = platform.processor() or "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model in ("unknown", "", platform.processor()):
+            if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
                 break
     except OSError:
         pass
+    flags = topology.cpu_flags()
     return model, [f for f in ISA_FLAGS if f in flags]
 
 
@@ -47,14 +46,7 @@ def collect() -> dict:
     topology.apply(settings)
     import tensorflow as tf
 
-    try:
-        from tensorflow.python.util import _pywrap_util_port
-
-        onednn = bool(_pywrap_util_port.IsMklEnabled())
-    except Exception:  # pragma: no cover
-        onednn = None
-    if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0":
-        onednn = False
+    onednn = topology.describe_onednn(topology.onednn_enabled()).removeprefix("oneDNN: ")
     import horovod
     import horovod.tensorflow as hvd
 

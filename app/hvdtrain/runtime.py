@@ -25,6 +25,7 @@ class Runtime:
     precision: str
     hosts: list[str]  # host of each rank
     comm: str | None = None  # the Horovod/MPI settings in force (None: the baseline's defaults)
+    onednn: str = ""  # oneDNN on or off, and who decided (topology.describe_onednn)
 
     def describe_world(self) -> str:
         names = list(dict.fromkeys(self.hosts))
@@ -66,4 +67,5 @@ def start(flags: ThreadFlags, precision: str = "fp32", stall_timeout: int = 0,
     hosts = hvd.allgather_object(socket.gethostname()) if hvd.size() > 1 else [socket.gethostname()]
     if precision == "bf16":  # bfloat16 compute (AMX), float32 master weights and loss
         tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    return Runtime(tf, hvd, hvd.rank(), hvd.size(), settings, precision, hosts, comm)
+    onednn = topology.describe_onednn(topology.onednn_enabled())
+    return Runtime(tf, hvd, hvd.rank(), hvd.size(), settings, precision, hosts, comm, onednn)

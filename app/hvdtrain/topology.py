@@ -3,7 +3,8 @@
 The seed's lesson: with several workers per node, each worker's intra-op pool must be sized to
 its share of the cores (22 intra + 2 inter on a 48-core node with 2 workers), or the workers
 oversubscribe the node. OMP/KMP variables are read once when TensorFlow (oneDNN/OpenMP) loads,
-so ``apply`` must run before the first ``import tensorflow``.
+so ``apply`` must run before the first ``import tensorflow``. The same holds for the switch
+that turns oneDNN on (``ONEDNN_DEFAULTS``).
 """
 
 from __future__ import annotations
@@ -11,8 +12,24 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from .world import world
+
+# CPU features for which TensorFlow's Linux wheels turn oneDNN on by themselves
+# (DefaultOneDnnPolicy, tensorflow/core/util/util.cc).
+TF_ONEDNN_CPU_FLAGS = ("avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
+
+
+def cpu_flags() -> set[str]:
+    """The ISA flags of /proc/cpuinfo (empty where it cannot be read)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
 
 
 def node_cores() -> int:
@@ -96,11 +113,41 @@ def apply_comm_defaults() -> str:
     return "communication: " + ", ".join(shown)
 
 
+# TensorFlow turns oneDNN on by itself only on CPUs with TF_ONEDNN_CPU_FLAGS. Elsewhere (AVX2-only
+# CPUs such as AMD Zen 3; AVX-512 CPUs without VNNI such as the seed's Skylake 8160) every
+# convolution runs on Eigen's kernels. The demo's training (resnet18 @ 32 px,
+# 2 ranks) measured 49.3 images/s with oneDNN off against 186.3 on, on one machine (bench/NOTES.md,
+# "oneDNN"). hvdtrain is built on oneDNN, so it asks for it everywhere; a user's setting wins.
+ONEDNN_DEFAULTS = {"TF_ENABLE_ONEDNN_OPTS": "1"}
+
+
+def onednn_enabled() -> bool | None:
+    """Whether the loaded TensorFlow runs oneDNN kernels (None: this build cannot say)."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except Exception:  # pragma: no cover - a TensorFlow without the query
+        return None
+
+
+def describe_onednn(enabled: bool | None) -> str:
+    """One line: oneDNN's state, who decided it, and what TensorFlow alone would have done here."""
+    state = {True: "on", False: "off", None: "unknown"}[enabled]
+    own = sorted(cpu_flags() & set(TF_ONEDNN_CPU_FLAGS))
+    tf_alone = (f"on ({', '.join(own)})" if own
+                else "off (this CPU has no VNNI, BF16 or AMX)")
+    value = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset")
+    return f"oneDNN: {state} (TF_ENABLE_ONEDNN_OPTS={value}; TensorFlow's own default here: {tf_alone})"
+
+
 def apply(settings: ThreadSettings) -> None:
     """Export the settings for oneDNN/OpenMP; must run before TensorFlow is imported."""
     if "tensorflow" in sys.modules:
         raise RuntimeError("topology.apply() called after TensorFlow was imported; "
                            "thread settings would be ignored")
+    for name, value in ONEDNN_DEFAULTS.items():
+        os.environ.setdefault(name, value)
     os.environ["OMP_NUM_THREADS"] = str(settings.omp_num_threads)
     os.environ["KMP_BLOCKTIME"] = str(settings.kmp_blocktime)
     os.environ["KMP_AFFINITY"] = settings.kmp_affinity
@@ -115,11 +162,11 @@ def configure_tensorflow(settings: ThreadSettings) -> None:
 
 
 def shell_exports() -> str:
-    """``export`` lines for the thread variables the user has not set (used by the container
-    entrypoint, so non-hvdtrain commands in the image get the same defaults)."""
+    """``export`` lines for the thread and oneDNN variables the user has not set (used by the
+    container entrypoint, so non-hvdtrain commands in the image get the same defaults)."""
     s = decide()
     wanted = {"OMP_NUM_THREADS": s.omp_num_threads, "KMP_BLOCKTIME": s.kmp_blocktime,
-              "KMP_AFFINITY": s.kmp_affinity}
+              "KMP_AFFINITY": s.kmp_affinity, **ONEDNN_DEFAULTS}
     return "\n".join(f"export {k}='{v}'" for k, v in wanted.items() if k not in os.environ)
 
 

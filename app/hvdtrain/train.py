@@ -39,6 +39,7 @@ def run_training(cfg: TrainConfig) -> dict:
     rt.log(rt.describe_world())
     rt.log(plan.describe())
     rt.log(rt.threads.describe())
+    rt.log(rt.onednn)
     rt.log(rt.comm)
     if rt.rank == 0:
         _prepare_model_dir(rt, cfg.model_dir)

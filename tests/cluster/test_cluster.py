@@ -62,6 +62,7 @@ def _report(model: Path) -> dict:
 def test_sif_runs_every_command_on_the_workstation(sif, demo_records, tmp_path):  # noqa: F811
     info = _workstation(sif, "info")
     assert info.returncode == 0 and "horovod_controllers  MPI" in info.stdout, info.stderr
+    assert re.search(r"^onednn +on \(TF_ENABLE_ONEDNN_OPTS=1;", info.stdout, re.M), info.stdout
     for cmd in ("demo-data", "prep", "verify", "train", "eval", "bench", "info", "version"):
         res = _workstation(sif, cmd, "--help")
         assert res.returncode == 0 and "Usage: hvdtrain" in res.stdout, (cmd, res.stderr)
