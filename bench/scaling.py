@@ -13,13 +13,19 @@ computation in one step equals a real cluster's:
 Our node is ~100x slower than a real one and its batch smaller, so the cap follows from the ratio,
 not from the real link rate.
 
+This VM's speed drifts by up to 30% over an hour (the 1-node rate read 2.29, 3.00 and 3.16 images/s
+in one session), so the 1-node reference is measured again after every row, and each row is
+compared with the mean of the references either side of it. Every run records the hypervisor's
+CPU steal.
+
 The prediction is `hvdtrain plan`'s model (hvdtrain/scaling.py) with three numbers measured once,
 on the uncapped link, and then held fixed for every capped row and lever: the path rate (how fast
 this machine moves an allreduce through the uncapped link: a cap above it changes nothing), the
 overlap (the backward pass's share of the step, from Horovod's timeline) and the host cost (how
-much longer a 2-node step is than a 1-node step on the uncapped link: Horovod's and the kernel's
-copies on the rank's one core). The capped rows test the model; they are not fitted. Every 2-node
-run records a Horovod timeline, from which the table reports how much allreduce time ran before the backward
+much longer a 2-node step is than a 1-node step on the uncapped link, as a share of the step:
+Horovod's and the kernel's copies on the rank's one core). The row's own 1-node rate is the
+model's node rate. The capped rows test the model; they are not fitted. Every 2-node run records
+a Horovod timeline, from which the table reports how much allreduce time ran before the backward
 pass ended. Prints one table; writes bench/results/scaling-*.json.
 
     python bench/scaling.py [--batch 32] [--steps 2] [--windows 2] [--quick]
@@ -56,7 +62,8 @@ LEVERS = [
     ("gradient compression fp16", ["--gradient-compression", "fp16"], {}, (2, 3)),
     ("per-rank batch x2", ["BATCHx2"], {}, (2, 3)),
     ("no tensor fusion (HOROVOD_FUSION_THRESHOLD=0)", [], {"HOROVOD_FUSION_THRESHOLD": "0"}, (3,)),
-    ("fusion 32 MB (HOROVOD_FUSION_THRESHOLD=32 MB)", [], {"HOROVOD_FUSION_THRESHOLD": str(32 << 20)}, (3,)),
+    ("fusion 32 MB (HOROVOD_FUSION_THRESHOLD=32 MB)", [], {"HOROVOD_FUSION_THRESHOLD": str(32 << 20)},
+     (2, 3)),
     ("Horovod's 1 ms cycle, MPI busy-polls (the old defaults)", [],
      {"HOROVOD_CYCLE_TIME": "1", "OMPI_MCA_mpi_yield_when_idle": "0"}, (3,)),
 ]
@@ -80,11 +87,24 @@ def last_json(text: str) -> dict:
     raise RuntimeError(f"no JSON in the output:\n{text[-3000:]}")
 
 
+def cpu_steal() -> tuple[int, int]:
+    """(steal, total) jiffies of all CPUs: the hypervisor's share says whether a run was disturbed."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return fields[7], sum(fields[:8])
+
+
+def steal_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    return (after[0] - before[0]) / max(1, after[1] - before[1])
+
+
 def one_node(batch: int, steps: int, windows: int) -> dict:
+    before = cpu_steal()
     res = subprocess.run(bench_cmd(batch, steps, windows), capture_output=True, text=True, timeout=1800)
     if res.returncode:
         raise RuntimeError(res.stdout[-2000:] + res.stderr[-2000:])
-    return last_json(res.stdout)
+    out = last_json(res.stdout)
+    out["cpu_steal"] = steal_share(before, cpu_steal())
+    return out
 
 
 def two_nodes(cluster: Cluster, workdir: Path, batch: int, steps: int, windows: int, extra=(),
@@ -94,12 +114,13 @@ def two_nodes(cluster: Cluster, workdir: Path, batch: int, steps: int, windows: 
     forward = [x for v in FORWARD if v in env for x in ("-x", v)]
     cmd = cluster.on_head(*mpirun_command(2, extra=("--host", "n1,n2", *forward)),
                           *bench_cmd(batch, steps, windows, extra))
-    before = [cluster.counters(n) for n in cluster.nodes]
+    before, steal = [cluster.counters(n) for n in cluster.nodes], cpu_steal()
     res = cluster.run(cmd, timeout=3600, **env)
     if res.returncode:
         raise RuntimeError(res.stdout[-3000:] + res.stderr[-3000:])
     after = [cluster.counters(n) for n in cluster.nodes]
     out = last_json(res.stdout)
+    out["cpu_steal"] = steal_share(steal, cpu_steal())
     # allreduces: warm-up + timed steps + the bench's own allreduce timing (1 + 5)
     allreduces = 1 + steps * windows + 6
     tx = after[0]["tx"] - before[0]["tx"]
@@ -120,75 +141,92 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     a = ap.parse_args()
 
-    base = one_node(a.batch, a.steps, a.windows)
-    r1 = base["images_per_second"]
-    compute = a.batch / r1
-    print(f"1 node x 1 rank x 1 core: {r1:.3f} images/s, {compute:.2f} s/step (batch {a.batch})", flush=True)
+    refs = []  # the 1-node reference, re-measured around every row: this VM's speed drifts
+
+    def reference(when: str) -> float:
+        r = one_node(a.batch, a.steps, a.windows)
+        refs.append({"when": when, **r})
+        print(f"1 node x 1 rank x 1 core ({when}): {r['images_per_second']:.3f} images/s, "
+              f"{a.batch / r['images_per_second']:.2f} s/step (batch {a.batch}), "
+              f"CPU steal {r['cpu_steal']:.1%}", flush=True)
+        return r["images_per_second"]
+
     rows = []
     workdir = ROOT / "build" / "scaling-cluster"
+    r_before = reference("start")
     cluster = Cluster(2, workdir).up()
     try:
         cluster.uncap()
         free = two_nodes(cluster, workdir, a.batch, a.steps, a.windows)
+        r_after = reference("after the uncapped run")
+        r1 = (r_before + r_after) / 2
+        compute = a.batch / r1
         tl = free["timeline"]
-        host = max(0.0, free["step_ms"] / 1e3 - compute)
+        host_share = max(0.0, free["step_ms"] / 1e3 - compute) / compute
         ov = min(1.0, tl["backward_ms"] / 1e3 / compute)
         path_gbps = GRADIENT_BYTES * 8 / (free["allreduce_ms_per_step"] / 1e3) / 1e9  # 2 ranks: ring = bytes
         eff = free["images_per_second"] / (2 * r1)
-        print(f"2 nodes, uncapped link: {free['images_per_second']:.3f} images/s, efficiency {eff:.1%}; "
-              f"allreduce alone {free['allreduce_ms_per_step']} ms -> path rate {path_gbps:.2f} Gb/s; "
-              f"host cost {host * 1e3:.0f} ms/step; backward pass "
-              f"{tl['backward_ms']:.0f} ms of {compute * 1e3:.0f} ms -> overlap {ov:.2f}; allreduce busy "
-              f"{tl['allreduce_busy_ms']:.0f} ms/step, {tl['hidden_ms']:.0f} ms of it before the backward "
-              f"pass ended", flush=True)
+        print(f"2 nodes, uncapped link: {free['images_per_second']:.3f} images/s, efficiency {eff:.1%} "
+              f"(against {r1:.3f}, the mean of the references either side); allreduce alone "
+              f"{free['allreduce_ms_per_step']} ms -> path rate {path_gbps:.2f} Gb/s; host cost "
+              f"{host_share:.1%} of a step; backward pass {tl['backward_ms']:.0f} ms of {compute * 1e3:.0f} "
+              f"ms -> overlap {ov:.2f}; allreduce busy {tl['allreduce_busy_ms']:.0f} ms/step, "
+              f"{tl['hidden_ms']:.0f} ms of it before the backward pass ended", flush=True)
         rows.append({"row": "uncapped", "lever": "as is (calibration)", "efficiency": eff,
-                     "measured_images_per_second": free["images_per_second"], "host_seconds": host,
-                     "path_gbps": path_gbps,
-                     "overlap": ov, "timeline": tl, "step_ms": free["step_ms"],
-                     "allreduce_ms_alone": free.get("allreduce_ms_per_step"),
-                     "bytes_per_step": free["bytes_per_step_n1_tx"]})
+                     "measured_images_per_second": free["images_per_second"], "one_node": r1,
+                     "host_share": host_share, "path_gbps": path_gbps, "overlap": ov, "timeline": tl,
+                     "step_ms": free["step_ms"], "allreduce_ms_alone": free.get("allreduce_ms_per_step"),
+                     "bytes_per_step": free["bytes_per_step_n1_tx"], "cpu_steal": free["cpu_steal"]})
         print("row | lever | real ratio -> cap | measured images/s (efficiency) | predicted "
               "(efficiency, error) | allreduce alone / model ms | hidden / busy ms | "
-              "MB/step out of n1 / ring MB", flush=True)
+              "MB/step out of n1 / ring MB | CPU steal", flush=True)
         for i, (name, node_rate, node_batch, gbps) in enumerate(ROWS):
             ratio = (GRADIENT_BYTES / (gbps * 1e9 / 8)) / (node_batch / node_rate)
             cap_kbit = int(GRADIENT_BYTES / (ratio * compute) * 8 / 1e3)
             cluster.cap(f"{cap_kbit}kbit")
             runs = [("as is", [], {})] + ([] if a.quick else [(n, f, e) for n, f, e, at in LEVERS if i in at])
+            measured = []
             for lever, flags, env in runs:
                 batch = a.batch * 2 if "BATCHx2" in flags else a.batch
                 flags = [x for x in flags if x != "BATCHx2"]
-                m = two_nodes(cluster, workdir, batch, a.steps, a.windows, flags, env)
+                measured.append((lever, flags, env, batch,
+                                 two_nodes(cluster, workdir, batch, a.steps, a.windows, flags, env)))
+            r_before, r_after = r_after, reference(f"after row {i + 1}")
+            local = (r_before + r_after) / 2  # this row's 1-node rate: the references either side
+            for lever, flags, env, batch, m in measured:
                 compression = flags[1] if flags[:1] == ["--gradient-compression"] else "none"
                 fusion = int(env.get("HOROVOD_FUSION_THRESHOLD", 128 << 20)) / 1e6  # 0: one per tensor
-                p = predict(Job(2, 1, 2 * batch, a.batch / compute, link_gbps=min(cap_kbit / 1e6, path_gbps),
-                                latency_us=50, compression=compression, fusion_mb=fusion,
-                                overlap=ov, host_seconds=host))  # per step: bytes, not images
-                eff = m["images_per_second"] / (2 * r1)
+                local_compute = batch / local
+                p = predict(Job(2, 1, 2 * batch, local, link_gbps=min(cap_kbit / 1e6, path_gbps),
+                                latency_us=50, compression=compression, fusion_mb=fusion, overlap=ov,
+                                host_seconds=host_share * a.batch / local))  # bytes per step, not images
+                eff = m["images_per_second"] / (2 * local)
                 err = m["images_per_second"] / p.images_per_second - 1
                 tl = m["timeline"]
                 rows.append({"row": name, "lever": lever, "real_ratio": ratio, "cap_mbit": cap_kbit / 1e3,
                              "sim_ratio": (GRADIENT_BYTES / (cap_kbit * 1e3 / 8)) / compute,
-                             "measured_images_per_second": m["images_per_second"], "efficiency": eff,
-                             "predicted_images_per_second": p.images_per_second,
+                             "one_node": local, "measured_images_per_second": m["images_per_second"],
+                             "efficiency": eff, "predicted_images_per_second": p.images_per_second,
                              "predicted_efficiency": p.scaling_efficiency, "prediction_error": err,
                              "allreduce_ms_alone": m.get("allreduce_ms_per_step"),
                              "predicted_allreduce_ms": p.allreduce_seconds * 1e3, "timeline": tl,
-                             "step_ms": m["step_ms"], "bytes_per_step": m["bytes_per_step_n1_tx"],
-                             "ring_bytes_per_step": p.bytes_per_node_link})
+                             "step_ms": m["step_ms"], "step_ms_model": p.step_seconds * 1e3,
+                             "compute_ms_one_node": local_compute * 1e3,
+                             "bytes_per_step": m["bytes_per_step_n1_tx"],
+                             "ring_bytes_per_step": p.bytes_per_node_link, "cpu_steal": m["cpu_steal"]})
                 print(f"{name} | {lever} | {ratio:.4f} -> {cap_kbit / 1e3:,.0f} Mbit/s | "
                       f"{m['images_per_second']:.3f} ({eff:.1%}) | {p.images_per_second:.3f} "
                       f"({p.scaling_efficiency:.1%}, {err:+.1%}) | {m.get('allreduce_ms_per_step')} / "
                       f"{p.allreduce_seconds * 1e3:.0f} | {tl['hidden_ms']:.0f} / "
                       f"{tl['allreduce_busy_ms']:.0f} | {m['bytes_per_step_n1_tx'] / 1e6:.1f} / "
-                      f"{p.bytes_per_node_link / 1e6:.1f}", flush=True)
+                      f"{p.bytes_per_node_link / 1e6:.1f} | {m['cpu_steal']:.1%}", flush=True)
     finally:
         cluster.down()
     within = [r for r in rows if r.get("lever") == "as is" and abs(r["prediction_error"]) <= 0.10]
     print(f"prediction within 10% at {len(within)} of {len(ROWS)} link caps (as is)")
     out = Path(a.out) / f"scaling-{time.strftime('%Y-%m-%dT%H%M%SZ', time.gmtime())}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"one_node": base, "rows": rows}, indent=2))
+    out.write_text(json.dumps({"one_node": refs, "rows": rows}, indent=2))
     print(f"wrote {out}")
     return 0
 
