@@ -26,7 +26,9 @@ much longer a 2-node step is than a 1-node step on the uncapped link, as a share
 Horovod's and the kernel's copies on the rank's one core). The row's own 1-node rate is the
 model's node rate. The capped rows test the model; they are not fitted. Every 2-node run records
 a Horovod timeline, from which the table reports how much allreduce time ran before the backward
-pass ended. Prints one table; writes bench/results/scaling-*.json.
+pass ended. Last, at the 25 Gb/s row's cap, 2 ranks share each node's core (as the seed's 2 workers
+a node did): flat against hierarchical allreduce, against 1 node x 2 ranks. Prints one table;
+writes bench/results/scaling-*.json.
 
     python bench/scaling.py [--batch 32] [--steps 2] [--windows 2] [--quick]
 """
@@ -68,16 +70,18 @@ LEVERS = [
      {"HOROVOD_CYCLE_TIME": "1", "OMPI_MCA_mpi_yield_when_idle": "0"}, (3,)),
 ]
 FORWARD = ("HOROVOD_FUSION_THRESHOLD", "HOROVOD_CYCLE_TIME", "HOROVOD_TIMELINE",
-           "OMPI_MCA_mpi_yield_when_idle")
+           "OMPI_MCA_mpi_yield_when_idle", "HOROVOD_HIERARCHICAL_ALLREDUCE")
+SHARED_NODE_ROW = 2  # 2 ranks per node, flat against hierarchical allreduce, at this row's cap
 
 
-def bench_cmd(batch: int, steps: int, windows: int, extra=()) -> list[str]:
+def bench_cmd(batch: int, steps: int, windows: int, extra=(), ranks_per_node: int = 1) -> list[str]:
     hvd = str(Path(sys.executable).parent / "hvdtrain")
     args = [hvd, "bench", "--json", "--model", "resnet50", "--image-size", "224", "--batch-size",
             str(batch), "--steps", str(steps), "--windows", str(windows), "--warmup", "1",
             "--no-peak", "--num-intra-threads", "1", "--num-inter-threads", "1", *extra]
-    # one core per rank: rank r on core r (every node sees the same two cores)
-    return ["sh", "-c", 'exec taskset -c "${OMPI_COMM_WORLD_RANK:-0}" "$@"', "rank", *args]
+    # one core per node: the ranks of node k (ranks are placed by node) share core k
+    core = f'$(( ${{OMPI_COMM_WORLD_RANK:-0}} / {ranks_per_node} ))'
+    return ["sh", "-c", f'exec taskset -c "{core}" "$@"', "rank", *args]
 
 
 def last_json(text: str) -> dict:
@@ -108,12 +112,14 @@ def one_node(batch: int, steps: int, windows: int) -> dict:
 
 
 def two_nodes(cluster: Cluster, workdir: Path, batch: int, steps: int, windows: int, extra=(),
-              env=None) -> dict:
+              env=None, ranks_per_node: int = 1, hosts: tuple[str, ...] = ("n1", "n2")) -> dict:
     timeline = workdir / f"timeline-{time.monotonic_ns()}.json"
     env = {**(env or {}), "HOROVOD_TIMELINE": str(timeline)}
     forward = [x for v in FORWARD if v in env for x in ("-x", v)]
-    cmd = cluster.on_head(*mpirun_command(2, extra=("--host", "n1,n2", *forward)),
-                          *bench_cmd(batch, steps, windows, extra))
+    slots = ",".join(f"{h}:{ranks_per_node}" for h in hosts)
+    cmd = cluster.on_head(*mpirun_command(len(hosts) * ranks_per_node,
+                                          extra=("--host", slots, "--map-by", "slot", *forward)),
+                          *bench_cmd(batch, steps, windows, extra, ranks_per_node))
     before, steal = [cluster.counters(n) for n in cluster.nodes], cpu_steal()
     res = cluster.run(cmd, timeout=3600, **env)
     if res.returncode:
@@ -130,6 +136,41 @@ def two_nodes(cluster: Cluster, workdir: Path, batch: int, steps: int, windows: 
     out["timeline"] = {k: statistics.median(s[k] for s in tl) for k in tl[0] if k != "step"}
     timeline.unlink()
     return out
+
+
+def shared_node(cluster: Cluster, workdir: Path, a, row, compute: float, rows: list) -> None:
+    """2 ranks share each node's core (the seed ran 2 workers a node): flat ring allreduce across
+    all 4 ranks against Horovod's hierarchical one (reduce inside the node, allreduce across nodes
+    between one rank of each, broadcast inside the node). The per-node batch stays the same."""
+    name, node_rate, node_batch, gbps = row
+    ratio = (GRADIENT_BYTES / (gbps * 1e9 / 8)) / (node_batch / node_rate)
+    cap_kbit = int(GRADIENT_BYTES / (ratio * compute) * 8 / 1e3)
+    cluster.cap(f"{cap_kbit}kbit")
+    batch = a.batch // 2
+
+    def reference(when: str) -> float:
+        r = two_nodes(cluster, workdir, batch, a.steps, a.windows, ranks_per_node=2, hosts=("n1",))
+        print(f"1 node x 2 ranks sharing 1 core ({when}): {r['images_per_second']:.3f} images/s, "
+              f"CPU steal {r['cpu_steal']:.1%}", flush=True)
+        return r["images_per_second"]
+
+    before = reference("before")
+    runs = [("2 ranks/node, flat allreduce", {}),
+            ("2 ranks/node, hierarchical allreduce", {"HOROVOD_HIERARCHICAL_ALLREDUCE": "1"})]
+    measured = [(lever, two_nodes(cluster, workdir, batch, a.steps, a.windows, env=env, ranks_per_node=2))
+                for lever, env in runs]
+    local = (before + reference("after")) / 2
+    for lever, m in measured:
+        eff = m["images_per_second"] / (2 * local)
+        tl = m["timeline"]
+        rows.append({"row": name, "lever": lever, "cap_mbit": cap_kbit / 1e3, "one_node": local,
+                     "measured_images_per_second": m["images_per_second"], "efficiency": eff,
+                     "step_ms": m["step_ms"], "timeline": tl, "bytes_per_step": m["bytes_per_step_n1_tx"],
+                     "allreduce_ms_alone": m.get("allreduce_ms_per_step"), "cpu_steal": m["cpu_steal"]})
+        print(f"{name} | {lever} | {cap_kbit / 1e3:,.0f} Mbit/s | {m['images_per_second']:.3f} "
+              f"({eff:.1%} of 2 x {local:.3f}) | allreduce alone {m.get('allreduce_ms_per_step')} ms | "
+              f"{tl['hidden_ms']:.0f} / {tl['allreduce_busy_ms']:.0f} | "
+              f"{m['bytes_per_step_n1_tx'] / 1e6:.1f} MB/step out of n1 | {m['cpu_steal']:.1%}", flush=True)
 
 
 def main() -> int:
@@ -220,6 +261,8 @@ def main() -> int:
                       f"{p.allreduce_seconds * 1e3:.0f} | {tl['hidden_ms']:.0f} / "
                       f"{tl['allreduce_busy_ms']:.0f} | {m['bytes_per_step_n1_tx'] / 1e6:.1f} / "
                       f"{p.bytes_per_node_link / 1e6:.1f} | {m['cpu_steal']:.1%}", flush=True)
+        if not a.quick:
+            shared_node(cluster, workdir, a, ROWS[SHARED_NODE_ROW], compute, rows)
     finally:
         cluster.down()
     within = [r for r in rows if r.get("lever") == "as is" and abs(r["prediction_error"]) <= 0.10]
