@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from conftest import run
+from conftest import cli_env, run
+from hvdtrain import topology
 from hvdtrain.bench_suite import table
 
 
@@ -21,6 +22,8 @@ def test_train_bench_reports_throughput_breakdown_and_peak():
     assert r["images_per_second"] > 0 and len(r["window_rates_per_rank"]) == 2
     assert r["step_ms"] > 0 and r["input_wait_ms_per_step"] >= 0 and r["allreduce_ms_per_step"] >= 0
     assert r["peak_gflops"]["fp32"] > 0 and 0 < r["share_of_peak"] < 1.5
+    # bf16 peak: measured where oneDNN has bfloat16 kernels, None (not an abort) elsewhere
+    assert (r["peak_gflops"]["bf16"] is None) == (not topology.bf16_supported())
     assert r["gflops_per_image"] == pytest.approx(0.22, abs=0.03)  # resnet18 @ 32 px, fwd+bwd
 
 
@@ -32,12 +35,22 @@ def test_train_bench_under_mpirun_is_global(demo_records):
 
 
 def test_eval_and_prep_modes(tmp_path):
-    r = _bench("--eval", "--no-peak", "--precision", "bf16")
+    r = _bench("--eval", "--no-peak", "--precision", "bf16" if topology.bf16_supported() else "fp32")
     assert r["images_per_second"] > 0 and "allreduce_ms_per_step" not in r
     res = run(["bench", "--json", "--prep", "--prep-images", 40])
     assert res.returncode == 0, res.stderr
     p = json.loads(res.stdout.strip().splitlines()[-1])
     assert p["images"] == 40 and p["images_per_second_1_worker"] > 0 and p["scaling_efficiency"] > 0
+
+
+def test_bf16_without_onednn_bf16_kernels_is_refused_by_name():
+    """Below AVX-512 TensorFlow aborts inside a bf16 kernel; hvdtrain refuses before it loads."""
+    res = run(["bench", "--model", "resnet18", "--image-size", 32, "--batch-size", 8, "--steps", 1,
+               "--windows", 1, "--warmup", 1, "--no-peak", "--precision", "bf16"],
+              env=cli_env(ONEDNN_MAX_CPU_ISA="AVX2"))
+    assert res.returncode != 0
+    assert "--precision bf16: ONEDNN_MAX_CPU_ISA=AVX2 caps oneDNN below" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr
 
 
 def test_ratio_table_marks_targets():

@@ -62,6 +62,7 @@ def test_communication_defaults_yield_to_the_users_settings(monkeypatch):
 def test_onednn_is_asked_for_unless_the_user_decided(monkeypatch):
     """TensorFlow alone leaves oneDNN off on CPUs without VNNI/BF16/AMX; hvdtrain turns it on."""
     monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    monkeypatch.delitem(topology.sys.modules, "tensorflow", raising=False)  # another test loaded it
     topology.apply(topology.decide(1, 1))
     assert topology.os.environ["TF_ENABLE_ONEDNN_OPTS"] == "1"
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
@@ -78,6 +79,23 @@ def test_onednn_line_names_what_tensorflow_alone_would_do(monkeypatch):
         "off (this CPU has no VNNI, BF16 or AMX))")
     monkeypatch.setattr(topology, "cpu_flags", lambda: {"avx512f", "avx512_vnni", "amx_tile"})
     assert topology.describe_onednn(False).endswith("own default here: on (amx_tile, avx512_vnni))")
+
+
+@pytest.mark.parametrize("flags, limit, supported", [
+    ({"avx2", "fma"}, None, False),  # AMD Zen 3: no bfloat16 kernels in oneDNN
+    ({"avx512f", "avx512bw"}, None, True),  # Skylake/Cascade Lake: emulated bf16
+    ({"avx512f", "avx512bw", "amx_bf16"}, "AVX2", False),  # capped below AVX-512
+    ({"avx512f", "avx512bw", "amx_bf16"}, "AVX512_CORE_AMX", True),
+])
+def test_bf16_needs_avx512_or_amx_in_onednn(monkeypatch, flags, limit, supported):
+    monkeypatch.setattr(topology, "cpu_flags", lambda: flags)
+    if limit:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", limit)
+    else:
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    assert topology.bf16_supported() is supported
+    if not supported:
+        assert (limit or "avx512bw") in topology.bf16_refusal()
 
 
 @pytest.mark.parametrize("value, state", [(None, "on"), ("0", "off")])

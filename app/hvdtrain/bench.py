@@ -17,6 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from . import topology
 from .config import COMPRESSIONS, PRECISIONS, FaultFlags, ThreadFlags
 from .flags import flag
 
@@ -82,8 +83,9 @@ def run_bench(cfg: BenchConfig) -> dict:
               "communication": rt.comm or "Horovod's and MPI's defaults", "onednn": rt.onednn,
               "machine": machine_summary()}
     if cfg.peak:
-        result["peak_gflops"] = {"fp32": matmul_gflops(tf, tf.float32),
-                                 "bf16": matmul_gflops(tf, tf.bfloat16)}
+        result["peak_gflops"] = {"fp32": matmul_gflops(tf, tf.float32),  # bf16: None where it
+                                 "bf16": matmul_gflops(tf, tf.bfloat16)  # would abort
+                                 if topology.bf16_supported() else None}
     net, num_classes = _network(rt, cfg)
     batches = _input(rt, cfg, num_classes)
     if cfg.mode == "eval":
@@ -104,7 +106,8 @@ def run_bench(cfg: BenchConfig) -> dict:
     result["achieved_gflops_per_rank"] = round(per_rank * flops_per_image / 1e9, 1)
     if cfg.peak:
         peak = result["peak_gflops"]["fp32" if cfg.precision == "fp32" else "bf16"]
-        result["share_of_peak"] = round(result["achieved_gflops_per_rank"] / peak, 3)
+        if peak:
+            result["share_of_peak"] = round(result["achieved_gflops_per_rank"] / peak, 3)
     return result
 
 
@@ -249,7 +252,6 @@ def machine_summary() -> dict:
 # ------------------------------------------------------------------------------------- prep
 def bench_prep(cfg: BenchConfig) -> dict:
     """Prep images/s with 1 worker and with all cores, on real or synthetic ImageNet-sized JPEGs."""
-    from . import topology
     from .demo_data import write_synthetic_tree
     from .prep import PrepConfig, run_prep
 

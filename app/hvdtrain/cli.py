@@ -191,9 +191,12 @@ def bench(eval_mode: bool, prep_mode: bool, as_json: bool, **values):
                + (f", allreduce {res['allreduce_ms_per_step']} ms (measured alone)"
                   if "allreduce_ms_per_step" in res else ""))
     if "peak_gflops" in res:
-        typer.echo(f"  {res['achieved_gflops_per_rank']} GFLOP/s per rank = "
-                   f"{res['share_of_peak']:.0%} of the matmul peak (fp32 {res['peak_gflops']['fp32']}, "
-                   f"bf16 {res['peak_gflops']['bf16']} GFLOP/s); {res['gflops_per_image']} GFLOP/image")
+        bf16 = res["peak_gflops"]["bf16"]
+        share = f" = {res['share_of_peak']:.0%} of the matmul peak" if "share_of_peak" in res else ""
+        typer.echo(f"  {res['achieved_gflops_per_rank']} GFLOP/s per rank{share} (fp32 "
+                   f"{res['peak_gflops']['fp32']}, bf16 "
+                   f"{bf16 if bf16 is not None else 'n/a: no bfloat16 kernels here'} GFLOP/s); "
+                   f"{res['gflops_per_image']} GFLOP/image")
 
 
 @app.command()

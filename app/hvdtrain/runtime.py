@@ -11,7 +11,7 @@ import socket
 from dataclasses import dataclass
 
 from . import topology
-from .config import ThreadFlags
+from .config import ConfigError, ThreadFlags
 from .world import world
 
 
@@ -43,6 +43,8 @@ def start(flags: ThreadFlags, precision: str = "fp32", stall_timeout: int = 0,
     """``tf_defaults`` leaves threading to TensorFlow (what the benchmark's baseline measures)."""
     settings = None if tf_defaults else topology.decide(
         flags.num_intra_threads, flags.num_inter_threads, flags.kmp_blocktime, flags.kmp_affinity)
+    if precision == "bf16" and not topology.bf16_supported():  # TensorFlow would abort, not raise
+        raise ConfigError(topology.bf16_refusal())
     if precision == "bf32":  # float32 model, oneDNN computes convolutions/matmuls in bfloat16
         os.environ["ONEDNN_DEFAULT_FPMATH_MODE"] = "BF16"
     comm = None

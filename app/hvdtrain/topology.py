@@ -141,6 +141,30 @@ def describe_onednn(enabled: bool | None) -> str:
     return f"oneDNN: {state} (TF_ENABLE_ONEDNN_OPTS={value}; TensorFlow's own default here: {tf_alone})"
 
 
+# oneDNN has bfloat16 convolution and matmul kernels only from AVX-512 (avx512bw, emulated),
+# AVX-NE-CONVERT or AMX up. Below that, TensorFlow does not raise an error: the process aborts
+# inside a kernel. ONEDNN_MAX_CPU_ISA caps what oneDNN may use, so a cap below AVX-512 removes
+# them too (the slow machine class is emulated this way: bench/NOTES.md).
+BF16_CPU_FLAGS = ("avx512bw", "avx_ne_convert", "amx_bf16")
+ISA_LIMITS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI")
+
+
+def bf16_supported() -> bool:
+    """Whether oneDNN can run bfloat16 kernels on this CPU under this process's ISA cap."""
+    if os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in ISA_LIMITS_WITHOUT_BF16:
+        return False
+    return bool(cpu_flags() & set(BF16_CPU_FLAGS))
+
+
+def bf16_refusal(flag: str = "--precision bf16") -> str:
+    """Why ``flag`` cannot run here, naming the CPU's flags or the ISA cap that decide it."""
+    limit = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    why = (f"ONEDNN_MAX_CPU_ISA={limit} caps oneDNN below its bfloat16 kernels" if limit
+           and limit.upper() in ISA_LIMITS_WITHOUT_BF16 else
+           f"this CPU has none of {', '.join(BF16_CPU_FLAGS)}, which oneDNN's bfloat16 kernels need")
+    return f"{flag}: {why}; use --precision fp32"
+
+
 def apply(settings: ThreadSettings) -> None:
     """Export the settings for oneDNN/OpenMP; must run before TensorFlow is imported."""
     if "tensorflow" in sys.modules:
