@@ -149,18 +149,21 @@ BF16_CPU_FLAGS = ("avx512bw", "avx_ne_convert", "amx_bf16")
 ISA_LIMITS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI")
 
 
+def _isa_cap_below_bf16() -> str | None:
+    """The ONEDNN_MAX_CPU_ISA value when it caps oneDNN below its bfloat16 kernels, else None."""
+    limit = os.environ.get("ONEDNN_MAX_CPU_ISA", "")
+    return limit if limit.upper() in ISA_LIMITS_WITHOUT_BF16 else None
+
+
 def bf16_supported() -> bool:
     """Whether oneDNN can run bfloat16 kernels on this CPU under this process's ISA cap."""
-    if os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in ISA_LIMITS_WITHOUT_BF16:
-        return False
-    return bool(cpu_flags() & set(BF16_CPU_FLAGS))
+    return _isa_cap_below_bf16() is None and bool(cpu_flags() & set(BF16_CPU_FLAGS))
 
 
 def bf16_refusal(flag: str = "--precision bf16") -> str:
     """Why ``flag`` cannot run here, naming the CPU's flags or the ISA cap that decide it."""
-    limit = os.environ.get("ONEDNN_MAX_CPU_ISA")
-    why = (f"ONEDNN_MAX_CPU_ISA={limit} caps oneDNN below its bfloat16 kernels" if limit
-           and limit.upper() in ISA_LIMITS_WITHOUT_BF16 else
+    limit = _isa_cap_below_bf16()
+    why = (f"ONEDNN_MAX_CPU_ISA={limit} caps oneDNN below its bfloat16 kernels" if limit else
            f"this CPU has none of {', '.join(BF16_CPU_FLAGS)}, which oneDNN's bfloat16 kernels need")
     return f"{flag}: {why}; use --precision fp32"
 
