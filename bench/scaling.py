@@ -22,8 +22,9 @@ only a reference with both cores busy isolates what the network and Horovod cost
 run is measured at the start and the end too, and the table gives efficiency against both.
 
 This VM's speed drifts by up to 30% over an hour (the 1-node rate read 2.29, 3.00 and 3.16 images/s
-in one session), so the reference is measured again after every row, and each row is compared
-with the mean of the references either side of it. A lever that changes the per-rank batch is
+in one session, and 3.2 to 3.8 within 15 minutes in another), so the reference is measured again
+after every 2-node run, and each run is compared with the mean of the references either side of
+it. A lever that changes the per-rank batch is
 compared with a reference at its own batch. Every run records the hypervisor's CPU steal.
 
 The prediction is `hvdtrain plan`'s model (hvdtrain/scaling.py) with three numbers measured once,
@@ -39,6 +40,7 @@ a node did): flat against hierarchical allreduce, against 1 node x 2 ranks besid
 node. Prints one table; writes bench/results/scaling-*.json.
 
     python bench/scaling.py [--batch 32] [--steps 2] [--windows 2] [--quick] [--rows 1,2,3,4]
+                            [--lever fp16 ...]
 """
 
 from __future__ import annotations
@@ -209,9 +211,13 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="rows only, no levers")
     ap.add_argument("--rows", default=",".join(str(i + 1) for i in range(len(ROWS))),
                     help="which rows to measure, 1-based (default: all): e.g. --rows 3")
+    ap.add_argument("--lever", action="append", default=None,
+                    help="measure only the levers whose name contains this (repeatable; default: all)")
+    ap.add_argument("--no-shared-node", action="store_true", help="skip the 2-ranks-per-node runs")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     a = ap.parse_args()
     chosen = {int(x) - 1 for x in a.rows.split(",")}
+    a.lever = a.lever or [""]
 
     refs = []  # the 1-node reference, re-measured around every row: this VM's speed drifts
 
@@ -260,19 +266,20 @@ def main() -> int:
             ratio = (GRADIENT_BYTES / (gbps * 1e9 / 8)) / (node_batch / node_rate)
             cap_kbit = int(GRADIENT_BYTES / (ratio * compute) * 8 / 1e3)
             cluster.cap(f"{cap_kbit}kbit")
-            runs = [("as is", [], {})] + ([] if a.quick else [(n, f, e) for n, f, e, at in LEVERS if i in at])
+            runs = [("as is", [], {})] + ([] if a.quick else [
+                (n, f, e) for n, f, e, at in LEVERS if i in at and any(x in n for x in a.lever)])
             measured = []
             for lever, flags, env in runs:
                 batch = a.batch * 2 if "BATCHx2" in flags else a.batch
                 flags = [x for x in flags if x != "BATCHx2"]
-                measured.append((lever, flags, env, batch,
-                                 two_nodes(cluster, workdir, batch, a.steps, a.windows, flags, env)))
-            r_before, r_after = r_after, reference(f"after row {i + 1}")
-            local = (r_before + r_after) / 2  # this row's 1-node rate: the references either side
-            at_batch = {b: reference(f"row {i + 1}, batch {b}", b)  # one reference, after the row
-                        for b in sorted({b for *_, b, _ in measured} - {a.batch})}
-            for lever, flags, env, batch, m in measured:
-                local = at_batch.get(batch, (r_before + r_after) / 2)
+                m = two_nodes(cluster, workdir, batch, a.steps, a.windows, flags, env)
+                if batch == a.batch:  # the VM drifts within minutes: a reference after every run
+                    r_before, r_after = r_after, reference(f"row {i + 1}, after {lever}")
+                    local = (r_before + r_after) / 2  # this run's 1-node rate: the references either side
+                else:  # a reference at the lever's own batch, right after it
+                    local = reference(f"row {i + 1}, after {lever}, batch {batch}", batch)
+                measured.append((lever, flags, env, batch, m, local))
+            for lever, flags, env, batch, m, local in measured:
                 compression = flags[1] if flags[:1] == ["--gradient-compression"] else "none"
                 fusion = int(env.get("HOROVOD_FUSION_THRESHOLD", 128 << 20)) / 1e6  # 0: one per tensor
                 local_compute = batch / local
@@ -299,7 +306,7 @@ def main() -> int:
                       f"{p.allreduce_seconds * 1e3:.0f} | {tl['hidden_ms']:.0f} / "
                       f"{tl['allreduce_busy_ms']:.0f} | {m['bytes_per_step_n1_tx'] / 1e6:.1f} / "
                       f"{p.bytes_per_node_link / 1e6:.1f} | {m['cpu_steal']:.1%}", flush=True)
-        if not a.quick and SHARED_NODE_ROW in chosen:
+        if not (a.quick or a.no_shared_node) and SHARED_NODE_ROW in chosen:
             try:
                 shared_node(cluster, workdir, a, ROWS[SHARED_NODE_ROW], compute, rows)
             except RuntimeError as exc:  # keep the rows measured so far
