@@ -19,13 +19,14 @@ core runs slower while the other is busy (shared cache, memory bandwidth, the hy
 sibling thread: 3.4-3.6 against 3.1-3.2 images/s on a Zen 4 VM, bench/NOTES.md). In the 2-node run
 both cores are busy, and on a real cluster a node's speed does not depend on its neighbour's, so
 only a reference with both cores busy isolates what the network and Horovod cost. A lone 1-node
-run is measured at the start and the end too, and the table gives efficiency against both.
+run is measured at the start and the end too; the last line says how much lower every efficiency
+is against it.
 
 This VM's speed drifts by up to 30% over an hour (the 1-node rate read 2.29, 3.00 and 3.16 images/s
 in one session, and 3.2 to 3.8 within 15 minutes in another), so the reference is measured again
 after every 2-node run, and each run is compared with the mean of the references either side of
-it. A lever that changes the per-rank batch is
-compared with a reference at its own batch. Every run records the hypervisor's CPU steal.
+it. A lever that changes the per-rank batch is compared with a reference at its own batch, run
+right after it. Every run records the hypervisor's CPU steal.
 
 The prediction is `hvdtrain plan`'s model (hvdtrain/scaling.py) with three numbers measured once,
 on the uncapped link, and then held fixed for every capped row and lever: the path rate (how fast
@@ -216,10 +217,15 @@ def main() -> int:
     ap.add_argument("--no-shared-node", action="store_true", help="skip the 2-ranks-per-node runs")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     a = ap.parse_args()
-    chosen = {int(x) - 1 for x in a.rows.split(",")}
+    try:
+        chosen = {int(x) - 1 for x in a.rows.split(",")}
+    except ValueError:
+        ap.error(f"--rows {a.rows!r}: give row numbers 1-{len(ROWS)}, comma-separated")
+    if not chosen <= set(range(len(ROWS))):
+        ap.error(f"--rows {a.rows!r}: the rows are 1-{len(ROWS)}")
     a.lever = a.lever or [""]
 
-    refs = []  # the 1-node reference, re-measured around every row: this VM's speed drifts
+    refs = []  # the 1-node reference, re-measured after every 2-node run: this VM's speed drifts
 
     def reference(when: str, batch: int = a.batch, beside: bool = True) -> float:
         r = one_node(batch, a.steps, a.windows, beside)
