@@ -136,15 +136,22 @@ def one_node(batch: int, steps: int, windows: int, beside: bool = True) -> dict:
             "cpu_steal": steal_share(before, cpu_steal())}
 
 
+def mpi_job(cluster: Cluster, hosts: tuple[str, ...], ranks_per_node: int, bench: list[str],
+            forward=()) -> list[str]:
+    """mpirun from the head namespace: ``ranks_per_node`` ranks on each host, placed by node."""
+    slots = ",".join(f"{h}:{ranks_per_node}" for h in hosts)
+    return cluster.on_head(*mpirun_command(len(hosts) * ranks_per_node,
+                                           extra=("--host", slots, "--map-by", "slot", *forward)),
+                           *bench)
+
+
 def two_nodes(cluster: Cluster, workdir: Path, batch: int, steps: int, windows: int, extra=(),
               env=None, ranks_per_node: int = 1, hosts: tuple[str, ...] = ("n1", "n2")) -> dict:
     timeline = workdir / f"timeline-{time.monotonic_ns()}.json"
     env = {**(env or {}), "HOROVOD_TIMELINE": str(timeline)}
     forward = [x for v in FORWARD if v in env for x in ("-x", v)]
-    slots = ",".join(f"{h}:{ranks_per_node}" for h in hosts)
-    cmd = cluster.on_head(*mpirun_command(len(hosts) * ranks_per_node,
-                                          extra=("--host", slots, "--map-by", "slot", *forward)),
-                          *bench_cmd(batch, steps, windows, extra, ranks_per_node))
+    cmd = mpi_job(cluster, hosts, ranks_per_node, bench_cmd(batch, steps, windows, extra, ranks_per_node),
+                  forward)
     before, steal = [cluster.counters(n) for n in cluster.nodes], cpu_steal()
     res = cluster.run(cmd, timeout=3600, **env)
     if res.returncode:
@@ -175,8 +182,8 @@ def shared_node(cluster: Cluster, workdir: Path, a, row, compute: float, rows: l
 
     def reference(when: str) -> float:
         """1 node x 2 ranks on its core, beside another such node (n1 on core 0, n2 on core 1)."""
-        jobs = [(cluster.on_head(*mpirun_command(2, extra=("--host", f"{h}:2", "--map-by", "slot")),
-                                 *bench_cmd(batch, a.steps, a.windows, ranks_per_node=2, first_core=c)),
+        jobs = [(mpi_job(cluster, (h,), 2, bench_cmd(batch, a.steps, a.windows, ranks_per_node=2,
+                                                      first_core=c)),
                  cluster.env()) for c, h in enumerate(("n1", "n2"))]
         before = cpu_steal()
         each = [last_json(out)["images_per_second"] for out in run_together(jobs)]
