@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import statistics
 import subprocess
 import sys
@@ -81,9 +82,15 @@ LEVERS = [
     ("Horovod's 1 ms cycle, MPI busy-polls (the old defaults)", [],
      {"HOROVOD_CYCLE_TIME": "1", "OMPI_MCA_mpi_yield_when_idle": "0"}, (3,)),
 ]
-FORWARD = ("HOROVOD_FUSION_THRESHOLD", "HOROVOD_CYCLE_TIME", "HOROVOD_TIMELINE",
-           "OMPI_MCA_mpi_yield_when_idle", "HOROVOD_HIERARCHICAL_ALLREDUCE")
 SHARED_NODE_ROW = 2  # 2 ranks per node, flat against hierarchical allreduce, at this row's cap
+
+
+def row_cap(row, compute: float) -> tuple[float, int]:
+    """(the real cluster's ratio of allreduce to compute time per step, the link cap in kbit/s that
+    gives this node, ``compute`` seconds per step, the same ratio)."""
+    _, node_rate, node_batch, gbps = row
+    ratio = (GRADIENT_BYTES / (gbps * 1e9 / 8)) / (node_batch / node_rate)
+    return ratio, int(GRADIENT_BYTES / (ratio * compute) * 8 / 1e3)
 
 
 def bench_cmd(batch: int, steps: int, windows: int, extra=(), ranks_per_node: int = 1,
@@ -149,7 +156,7 @@ def two_nodes(cluster: Cluster, workdir: Path, batch: int, steps: int, windows: 
               env=None, ranks_per_node: int = 1, hosts: tuple[str, ...] = ("n1", "n2")) -> dict:
     timeline = workdir / f"timeline-{time.monotonic_ns()}.json"
     env = {**(env or {}), "HOROVOD_TIMELINE": str(timeline)}
-    forward = [x for v in FORWARD if v in env for x in ("-x", v)]
+    forward = [x for v in env for x in ("-x", v)]  # every setting reaches every rank
     cmd = mpi_job(cluster, hosts, ranks_per_node, bench_cmd(batch, steps, windows, extra, ranks_per_node),
                   forward)
     before, steal = [cluster.counters(n) for n in cluster.nodes], cpu_steal()
@@ -170,33 +177,41 @@ def two_nodes(cluster: Cluster, workdir: Path, batch: int, steps: int, windows: 
     return out
 
 
+def shared_one_node(cluster: Cluster, batch: int, steps: int, windows: int) -> dict:
+    """1 node x 2 ranks sharing its core, beside another such node (n1 on core 0, n2 on core 1): the
+    reference for 2 ranks per node, as one_node is for 1. ``batch`` is per rank."""
+    jobs = [(mpi_job(cluster, (h,), 2, bench_cmd(batch, steps, windows, ranks_per_node=2, first_core=c)),
+             cluster.env()) for c, h in enumerate(("n1", "n2"))]
+    before = cpu_steal()
+    each = [last_json(out)["images_per_second"] for out in run_together(jobs)]
+    return {"images_per_second": statistics.mean(each), "each": each,
+            "cpu_steal": steal_share(before, cpu_steal())}
+
+
+# 2 ranks share each node's core (the seed ran 2 workers a node), at the same per-node batch
+SHARED_NODE_LEVERS = [("2 ranks/node, flat allreduce", {}),
+                      ("2 ranks/node, hierarchical allreduce", {"HOROVOD_HIERARCHICAL_ALLREDUCE": "1"})]
+
+
 def shared_node(cluster: Cluster, workdir: Path, a, row, compute: float, rows: list) -> None:
-    """2 ranks share each node's core (the seed ran 2 workers a node): flat ring allreduce across
-    all 4 ranks against Horovod's hierarchical one (reduce inside the node, allreduce across nodes
-    between one rank of each, broadcast inside the node). The per-node batch stays the same."""
-    name, node_rate, node_batch, gbps = row
-    ratio = (GRADIENT_BYTES / (gbps * 1e9 / 8)) / (node_batch / node_rate)
-    cap_kbit = int(GRADIENT_BYTES / (ratio * compute) * 8 / 1e3)
+    """2 ranks per node: flat ring allreduce across all 4 ranks against Horovod's hierarchical one
+    (reduce inside the node, allreduce across nodes between one rank of each, broadcast inside the
+    node). The per-node batch stays the same."""
+    name = row[0]
+    _, cap_kbit = row_cap(row, compute)
     cluster.cap(f"{cap_kbit}kbit")
     batch = a.batch // 2
 
     def reference(when: str) -> float:
-        """1 node x 2 ranks on its core, beside another such node (n1 on core 0, n2 on core 1)."""
-        jobs = [(mpi_job(cluster, (h,), 2, bench_cmd(batch, a.steps, a.windows, ranks_per_node=2,
-                                                      first_core=c)),
-                 cluster.env()) for c, h in enumerate(("n1", "n2"))]
-        before = cpu_steal()
-        each = [last_json(out)["images_per_second"] for out in run_together(jobs)]
+        r = shared_one_node(cluster, batch, a.steps, a.windows)
         print(f"1 node x 2 ranks sharing 1 core, beside another ({when}): "
-              f"{' and '.join(f'{x:.3f}' for x in each)} images/s, "
-              f"CPU steal {steal_share(before, cpu_steal()):.1%}", flush=True)
-        return statistics.mean(each)
+              f"{' and '.join(f'{x:.3f}' for x in r['each'])} images/s, CPU steal {r['cpu_steal']:.1%}",
+              flush=True)
+        return r["images_per_second"]
 
     before = reference("before")
-    runs = [("2 ranks/node, flat allreduce", {}),
-            ("2 ranks/node, hierarchical allreduce", {"HOROVOD_HIERARCHICAL_ALLREDUCE": "1"})]
     measured = [(lever, two_nodes(cluster, workdir, batch, a.steps, a.windows, env=env, ranks_per_node=2))
-                for lever, env in runs]
+                for lever, env in SHARED_NODE_LEVERS]
     local = (before + reference("after")) / 2
     for lever, m in measured:
         eff = m["images_per_second"] / (2 * local)
@@ -224,6 +239,8 @@ def main() -> int:
     ap.add_argument("--no-shared-node", action="store_true", help="skip the 2-ranks-per-node runs")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     a = ap.parse_args()
+    # a kill runs the finally blocks below: the cluster's namespaces and links go down
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         chosen = {int(x) - 1 for x in a.rows.split(",")}
     except ValueError:
@@ -273,11 +290,11 @@ def main() -> int:
         print("row | lever | real ratio -> cap | measured images/s (efficiency) | predicted "
               "(efficiency, error) | allreduce alone / model ms | hidden / busy ms | "
               "MB/step out of n1 / ring MB | CPU steal", flush=True)
-        for i, (name, node_rate, node_batch, gbps) in enumerate(ROWS):
+        for i, row in enumerate(ROWS):
+            name = row[0]
             if i not in chosen:
                 continue
-            ratio = (GRADIENT_BYTES / (gbps * 1e9 / 8)) / (node_batch / node_rate)
-            cap_kbit = int(GRADIENT_BYTES / (ratio * compute) * 8 / 1e3)
+            ratio, cap_kbit = row_cap(row, compute)
             cluster.cap(f"{cap_kbit}kbit")
             runs = [("as is", [], {})] + ([] if a.quick else [
                 (n, f, e) for n, f, e, at in LEVERS if i in at and any(x in n for x in a.lever)])
