@@ -139,7 +139,8 @@ def main() -> int:
                 if name == UNCAPPED:
                     cluster.uncap()
                 m = two_nodes(cluster, workdir, a.batch // rpn, a.steps, a.windows, flags, env, rpn)
-                cluster.cap(f"{cap_kbit}kbit")
+                if name == UNCAPPED:
+                    cluster.cap(f"{cap_kbit}kbit")
                 measured.append((name, rpn, m))
                 print(f"round {k + 1}: {name}: {m['images_per_second']:.3f} images/s, exposed "
                       f"allreduce {m['timeline']['exposed_ms']:.0f} ms/step, CPU steal {m['cpu_steal']:.1%}",
