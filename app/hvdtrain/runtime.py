@@ -60,6 +60,9 @@ def start(flags: ThreadFlags, precision: str = "fp32", stall_timeout: int = 0,
     world().check_launch()
     import tensorflow as tf
 
+    if not tf.keras.__name__.startswith("tf_keras"):  # Keras 2, see hvdtrain/__init__.py
+        raise ConfigError(f"tf.keras is {tf.keras.__name__}, not tf-keras (Keras 2): TensorFlow was "
+                          "imported before hvdtrain set TF_USE_LEGACY_KERAS=1, or tf-keras is missing")
     if settings:
         topology.configure_tensorflow(settings)
     import horovod.tensorflow as hvd
