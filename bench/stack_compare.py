@@ -37,8 +37,9 @@ def bench(venv: Path, impl: str, precision: str, args: argparse.Namespace) -> di
 
 
 def version(venv: Path) -> str:
-    out = subprocess.run([str(venv / "bin" / "python"), "-c", "import tensorflow as tf; print(tf.__version__)"],
-                         capture_output=True, text=True, env={"TF_CPP_MIN_LOG_LEVEL": "3"}).stdout
+    probe = "import tensorflow as tf; print(tf.__version__)"
+    out = subprocess.run([str(venv / "bin" / "python"), "-c", probe], capture_output=True, text=True,
+                         env={"TF_CPP_MIN_LOG_LEVEL": "3"}).stdout
     return out.strip()
 
 
@@ -57,7 +58,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     stacks = {"old": args.old.resolve(), "new": args.new.resolve()}
     versions = {k: version(v) for k, v in stacks.items()}
-    print(f"[stack] old = TF {versions['old']} ({stacks['old']}), new = TF {versions['new']} ({stacks['new']})")
+    for k in ("old", "new"):
+        print(f"[stack] {k} = TF {versions[k]} ({stacks[k]})")
     rows: dict[str, list[dict]] = {}
     for r in range(1, args.rounds + 1):
         for precision in args.precisions.split(","):

@@ -10,7 +10,7 @@ import sys
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "containers"))
-import pins  # noqa: E402
+import pins
 
 
 def test_supported_range_and_pins_come_from_pyproject():

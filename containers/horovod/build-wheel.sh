@@ -5,8 +5,9 @@
 # PYTHON is the interpreter of an environment that already has TensorFlow, cmake<4 and setuptools.
 #
 # Why each step (measured in bench/NOTES.md, "TensorFlow 2.21"):
-# - patches/*.patch: the XLA ops are GPU-only and include headers TF 2.16+ moved; the CPU build
-#   leaves them out.
+# - patches/*.patch: 0001 leaves out the XLA ops (GPU-only; they include headers TF 2.16+ moved);
+#   0002/0003 let GCC 13/14 (Debian 13) compile it: missing standard includes, and flatbuffers'
+#   span assigning a const member.
 # - TF 2.16+ ship tsl/xla headers that include <farmhash.h> and <highwayhash/...> without
 #   shipping them: Debian's libfarmhash-dev and libhighwayhash-dev supply them. Without root they
 #   are unpacked from `apt-get download` into the build directory.

@@ -16,9 +16,9 @@ import shutil
 import subprocess
 
 import pytest
+from debian_root import root, run
 
 from conftest import ROOT
-from debian_root import root, run
 
 pytestmark = [pytest.mark.integration, pytest.mark.platform]
 
