@@ -68,9 +68,9 @@ $(STAMPS)/tensorflow: $(STAMPS)/venv pyproject.toml
 	@echo "[install] $(TF_PIN) and the pure-Python dependencies"
 	@$(PIP) install -q $$($(PY) $(PINS) deps --except horovod --except tf-keras --except mpi4py) "pytest>=7" "cmake>=3.18,<4" \
 	  || { echo "[install] FAILED: pip install $(TF_PIN)" >&2; exit 1; }
-	@$(PIP) install -q --no-deps $$($(PY) $(PINS) deps | grep '^tf-keras') || { echo "[install] FAILED: pip install tf-keras" >&2; exit 1; }
+	@$(PIP) install -q --no-deps $$($(PY) $(PINS) deps --only tf-keras) || { echo "[install] FAILED: pip install tf-keras" >&2; exit 1; }
 	@echo "[install] mpi4py (built against $$(command -v mpicc))"
-	@$(PIP) install -q --no-binary mpi4py $$($(PY) $(PINS) deps | grep '^mpi4py') || { echo "[install] FAILED: pip install mpi4py" >&2; exit 1; }
+	@$(PIP) install -q --no-binary mpi4py $$($(PY) $(PINS) deps --only mpi4py) || { echo "[install] FAILED: pip install mpi4py" >&2; exit 1; }
 	@touch $@
 
 # cmake<4 (pinned above): Horovod's bundled third-party CMake files need CMake < 4 compatibility.

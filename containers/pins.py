@@ -1,7 +1,7 @@
 """The supported stack, read from pyproject.toml: the one place its versions are written.
 
     python3 containers/pins.py check              exit 1 with one line if this Python is not supported
-    python3 containers/pins.py deps [--except N]  the pinned dependencies, one per line
+    python3 containers/pins.py deps [--except N | --only N]...  the pinned dependencies, one per line
     python3 containers/pins.py range              the supported Python versions, e.g. 3.11-3.13
 
 ``make install`` runs ``check`` with the interpreter it is about to use, before anything is
@@ -65,9 +65,12 @@ def main(argv) -> int:
         print(supported_range())
         return 0
     if argv[:1] == ["deps"]:
-        skip = set(argv[2::2]) if argv[1:2] == ["--except"] else set()
+        opts = list(zip(argv[1::2], argv[2::2]))  # --except NAME / --only NAME, repeatable
+        skip = {n for o, n in opts if o == "--except"}
+        only = {n for o, n in opts if o == "--only"}
         for dep in dependencies():
-            if re.split(r"[=<>!~ ;\[]", dep, maxsplit=1)[0] not in skip:
+            name = re.split(r"[=<>!~ ;\[]", dep, maxsplit=1)[0]
+            if name not in skip and (not only or name in only):
                 print(dep)
         return 0
     print(__doc__, file=sys.stderr)
