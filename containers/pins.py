@@ -65,7 +65,8 @@ def main(argv) -> int:
         print(supported_range())
         return 0
     if argv[:1] == ["deps"]:
-        opts = list(zip(argv[1::2], argv[2::2]))  # --except NAME / --only NAME, repeatable
+        # --except NAME / --only NAME, repeatable; no zip(strict=): this runs on any Python 3
+        opts = list(zip(argv[1::2], argv[2::2]))  # noqa: B905
         skip = {n for o, n in opts if o == "--except"}
         only = {n for o, n in opts if o == "--only"}
         for dep in dependencies():
