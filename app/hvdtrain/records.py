@@ -119,7 +119,11 @@ def encode(rec: ImageRecord) -> bytes:
         COLORSPACE: b(b"RGB"),
         FILENAME: b(rec.filename.encode()),
     }
-    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+    # deterministic: the feature map's order is sorted by key. protobuf's upb backend (TF 2.16+)
+    # otherwise orders it by a per-process hash seed, and the same image would give other bytes
+    # in another process (prep under mpirun, a re-run) and so other shard hashes.
+    example = tf.train.Example(features=tf.train.Features(feature=features))
+    return example.SerializeToString(deterministic=True)
 
 
 def parse_full(serialized: bytes) -> dict:
