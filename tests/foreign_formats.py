@@ -4,6 +4,8 @@ Written here from the tools' documented layouts (not through hvdtrain's ``record
 index tests check hvdtrain against the formats, not against itself:
 - tensorflow/tpu ``imagenet_to_gcs.py``: ``train-00000-of-00004``, labels 1..N, synsets;
 - Inception ``build_imagenet_data.py``: the same plus ``image/class/text`` and bounding boxes;
+- tensorflow/tpu's converter as it splits a set (``tpu_converter``): contiguous chunks of
+  ceil(N / shards) images in its shipped 1,024 + 128 shards, so a small set leaves shards empty;
 - TensorFlow Datasets ``imagenet2012``: ``imagenet2012-train.tfrecord-00000-of-00004``,
   keys ``image``/``label``/``file_name``, labels from 0.
 """
@@ -80,3 +82,22 @@ def write(demo_raw: Path, out: Path, fmt: str, shards: dict | None = None) -> di
                     w.write(example(fmt, *item))
         labels[split] = [cls for _, _, cls in items]
     return labels
+
+
+TPU_SHARDS = {"train": 1024, "validation": 128}  # imagenet_to_gcs.py's TRAINING/VALIDATION_SHARDS
+
+
+def tpu_converter(demo_raw: Path, out: Path) -> dict[str, int]:
+    """The demo images as tpu's converter writes them: shard k holds images k*c .. (k+1)*c - 1
+    with c = ceil(N / shards), so every shard past the last chunk is written empty. Returns the
+    empty shards per split."""
+    empty = {}
+    for split, items in raw_examples(demo_raw).items():
+        n = TPU_SHARDS[split]
+        chunk = -(-len(items) // n)
+        for i in range(n):
+            with tf.io.TFRecordWriter(str(shard_path(out, "tpu", split, i, n))) as w:
+                for item in items[i * chunk:(i + 1) * chunk]:
+                    w.write(example("tpu", *item))
+        empty[split] = n - -(-len(items) // chunk)
+    return empty

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from foreign_formats import FORMATS, shard_path, write
+from foreign_formats import FORMATS, TPU_SHARDS, shard_path, tpu_converter, write
 
 from conftest import run
 from hvdtrain import input_pipeline, manifest
@@ -61,6 +62,67 @@ def test_train_and_eval_on_tfds_shards_with_the_manifest_elsewhere(demo_raw, tmp
     result = json.loads((model / "eval_results.json").read_text())
     assert result["num_images"] == 364 and result["global_step"] == 3, ev.stdout
     assert _snapshot(data) == before
+
+
+def test_tpu_converters_empty_shards_are_indexed_verified_and_skipped(demo_raw, tmp_path):
+    """tpu's shipped shard counts on a small set: hundreds of empty shards, listed and never read."""
+    data, model = tmp_path / "tpu", tmp_path / "m"
+    data.mkdir()
+    empty = tpu_converter(demo_raw, data)
+    assert empty == {"train": 1024 - 717, "validation": 128 - 122}  # ceil(1433/1024)=2, ceil(364/128)=3
+    res = run(["index", data], check=True)
+    assert f"in 1152 shards ({sum(empty.values())} empty: listed and hashed, never read)" in res.stdout
+    man = manifest.load(data)
+    assert [man.split(s).num_shards for s in ("train", "validation")] == list(TPU_SHARDS.values())
+    assert len(man.paths("train")) == 717 and min(man.train.counts) > 0
+    assert run(["verify", data]).returncode == 0
+
+    run(["train", "--data-dir", data, "--model-dir", model, *TRAIN], np=2, check=True)
+    ev = run(["eval", "--data-dir", data, "--model-dir", model], np=2, check=True)
+    result = json.loads((model / "eval_results.json").read_text())
+    assert result["num_images"] == 364 and result["global_step"] == 3, ev.stdout
+
+
+def test_every_shard_empty_is_refused_by_name(tmp_path):
+    import tensorflow as tf
+
+    data = tmp_path / "empty"
+    data.mkdir()
+    for split in ("train", "validation"):
+        tf.io.TFRecordWriter(str(data / f"{split}-00000-of-00001")).close()
+    res = run(["index", data])
+    assert res.returncode == 1 and f"every train shard in {data} is empty" in res.stderr, res.stderr
+
+
+@pytest.fixture
+def read_only_copy(demo_raw, tmp_path):
+    """tpu shards seen through a read-only bind mount (chmod does not stop root; a mount does)."""
+    if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI runs as root: a read-only bind mount needs root")
+        pytest.skip("a read-only bind mount needs root")
+    data, ro = tmp_path / "tpu", tmp_path / "ro"
+    write(demo_raw, data, "tpu")
+    ro.mkdir()
+    subprocess.run(["mount", "--bind", data, ro], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", ro], check=True)
+        yield ro
+    finally:
+        subprocess.run(["umount", ro], check=True)
+
+
+def test_index_on_a_read_only_dir_names_the_manifest_flag_before_reading(read_only_copy, tmp_path):
+    before = _snapshot(read_only_copy)
+    res = run(["index", read_only_copy])
+    assert res.returncode == 1, res.stdout
+    assert f"cannot write the manifest {read_only_copy / 'manifest.json'}" in res.stderr, res.stderr
+    assert "pass --manifest PATH" in res.stderr and "Traceback" not in res.stderr, res.stderr
+    assert "index: 4 train" not in res.stdout  # refused before a shard was listed or read
+    elsewhere = tmp_path / "elsewhere.json"
+    run(["index", read_only_copy, "--manifest", elsewhere], check=True)
+    assert manifest.load(read_only_copy, elsewhere).train.num_images == 1433
+    assert _snapshot(read_only_copy) == before
 
 
 def test_shards_without_a_manifest_name_the_index_command(demo_raw, tmp_path):

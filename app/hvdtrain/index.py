@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import manifest, records, topology
+from . import atomic, manifest, records, topology
 from .flags import flag
 from .pool import Comm, gather_results, run_jobs
 from .progress import Progress
@@ -75,10 +75,9 @@ def index_shard(job: tuple[str, str, str]) -> ShardIndex:
     except tf.errors.OpError as exc:
         raise IndexingError(f"{path}: unreadable after {count} records "
                             f"({exc.message.splitlines()[0]})") from None
-    if not count:
-        raise IndexingError(f"{path}: holds no records")
-    return ShardIndex(name, split, count, manifest.sha256_of(path), keys, min(labels), max(labels),
-                      synsets)
+    # An empty shard is kept (counted as 0, hashed): tensorflow/tpu's converter writes them.
+    return ShardIndex(name, split, count, manifest.sha256_of(path), keys, min(labels, default=0),
+                      max(labels, default=0), synsets)
 
 
 def _known_formats() -> str:
@@ -93,13 +92,19 @@ def find(data_dir: Path) -> list[tuple[str, str]]:
 
 
 def build_manifest(data_dir: Path, shards: list[ShardIndex]) -> manifest.Manifest:
-    """Check the shards agree with each other, then describe them."""
-    formats = {records.detect(s.keys).name: s for s in shards}
+    """Check the shards agree with each other, then describe them (empty shards say nothing of
+    format or labels; each split needs records somewhere)."""
+    full = [s for s in shards if s.num_records]
+    for split in records.SPLITS:
+        if not any(s.split == split for s in full):
+            raise IndexingError(f"every {split} shard in {data_dir} is empty "
+                                f"({sum(s.split == split for s in shards)} shards, 0 records)")
+    formats = {records.detect(s.keys).name: s for s in full}
     if len(formats) > 1:
         raise IndexingError("shards of more than one format: " + ", ".join(
             f"{data_dir / s.name} is {name}" for name, s in formats.items()))
     fmt = records.FORMATS[next(iter(formats))]
-    low, high = min(s.min_label for s in shards), max(s.max_label for s in shards)
+    low, high = min(s.min_label for s in full), max(s.max_label for s in full)
     if low < 0:
         raise IndexingError(f"labels in {data_dir} run {low}..{high}: negative labels name no class")
     offset = 0 if low == 0 else fmt.label_offset  # 0 where a tool numbered tpu-keyed classes from 0
@@ -116,6 +121,17 @@ def build_manifest(data_dir: Path, shards: list[ShardIndex]) -> manifest.Manifes
                              labels, data_dir, offset, {"indexed_by": "hvdtrain index"}, fmt.name)
 
 
+def _check_writable(target: Path, data_dir: Path, chosen: Path | None) -> None:
+    """Every rank proves the manifest's folder takes a file (a read-only mount raises here)."""
+    try:
+        atomic.ensure_writable_dir(target.parent)
+    except OSError as exc:
+        hint = ("choose a writable --manifest PATH" if chosen else
+                f"{data_dir} looks read-only: pass --manifest PATH (a writable place) and the same "
+                "--manifest to verify, train, eval and bench")
+        raise IndexingError(f"cannot write the manifest {target}: {exc.strerror or exc}; {hint}") from None
+
+
 def run_index(cfg: IndexConfig, log=print) -> manifest.Manifest:
     start = time.perf_counter()
     comm = Comm()
@@ -123,6 +139,7 @@ def run_index(cfg: IndexConfig, log=print) -> manifest.Manifest:
     if not data_dir.is_dir():
         raise IndexingError(f"DATA_DIR {cfg.data_dir} does not exist")
     target = manifest.path_for(data_dir, cfg.manifest)
+    _check_writable(target, data_dir, cfg.manifest)  # before hours of reading, not after
     found = find(data_dir)
     missing = [s for s in records.SPLITS if s not in {split for _, split in found}]
     if missing:
@@ -149,8 +166,10 @@ def run_index(cfg: IndexConfig, log=print) -> manifest.Manifest:
         log(f"index: format {fmt.name} ({fmt.origin}): keys {fmt.encoded} + {fmt.label}, labels "
             f"{man.label_offset}..{man.label_offset + man.num_classes - 1}, {man.num_classes} classes"
             + (f", {len(man.labels)} synsets" if man.labels else ", no synsets in the records"))
+        empty = sum(1 for s in shards if not s.num_records)
         log(f"index: done: {man.train.num_images:,} train + {man.validation.num_images:,} validation "
-            f"images in {man.train.num_shards + man.validation.num_shards} shards, "
+            f"images in {man.train.num_shards + man.validation.num_shards} shards"
+            + (f" ({empty} empty: listed and hashed, never read)" if empty else "") + ", "
             f"{time.perf_counter() - start:.1f} s; wrote {target}")
     comm.barrier()
     return man

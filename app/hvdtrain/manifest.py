@@ -62,8 +62,15 @@ class Split:
         return len(self.shards)
 
     @property
+    def readable(self) -> tuple[Shard, ...]:
+        """The shards that hold records. Empty ones (tensorflow/tpu's converter writes them for any
+        set smaller than its shard count) stay listed, hashed and verified, but are never opened."""
+        return tuple(s for s in self.shards if s.num_records)
+
+    @property
     def counts(self) -> list[int]:
-        return [s.num_records for s in self.shards]
+        """Records per readable shard, in the order of ``Manifest.paths``."""
+        return [s.num_records for s in self.readable]
 
     def to_json(self) -> dict:
         return {"num_images": self.num_images, "num_shards": self.num_shards,
@@ -89,7 +96,8 @@ class Manifest:
         return {"train": self.train, "validation": self.validation}[name]
 
     def paths(self, split: str) -> list[Path]:
-        return [self.shard_dir / s.name for s in self.split(split).shards]
+        """The files train and eval read: the split's readable (non-empty) shards."""
+        return [self.shard_dir / s.name for s in self.split(split).readable]
 
     def without_shards(self, split: str, names: set[str]) -> Manifest:
         """The same data set with some shards of ``split`` left out (corrupt-shard skipping)."""
