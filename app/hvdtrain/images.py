@@ -1,8 +1,9 @@
-"""Turn one raw image file into the RGB JPEG that a record stores.
+"""Turn one raw image file into the JPEG that a record stores, as tensorflow/tpu's converter does.
 
-ImageNet holds a PNG named .JPEG, CMYK JPEGs and grayscale JPEGs; TensorFlow's ``decode_jpeg``
-wants RGB JPEG, so those are re-encoded. Every other file passes through byte for byte: a second
-JPEG encode would only lose quality and cost time.
+ImageNet holds a PNG named .JPEG, CMYK JPEGs and grayscale JPEGs. Like tpu's
+``imagenet_to_gcs.py``, the PNG and CMYK files are re-encoded as RGB JPEG at quality 100; every
+other JPEG (RGB or grayscale) is stored byte for byte. The readers decode with ``channels=3``, which
+makes RGB of a grayscale JPEG, so re-encoding it would only change its pixels and cost time.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
-REENCODE_QUALITY = 95
+REENCODE_QUALITY = 100  # tensorflow/tpu's png_to_jpeg and cmyk_to_rgb
+KEPT_JPEG_MODES = ("RGB", "L")  # stored as they are: decode_jpeg(channels=3) reads both
 
 
 class BadImage(ValueError):
@@ -24,7 +26,7 @@ class NormalisedImage:
     jpeg: bytes
     height: int
     width: int
-    reencoded: str  # "" when stored byte for byte, else the reason ("PNG", "CMYK", "L", ...)
+    reencoded: str  # "" when stored byte for byte, else the reason ("PNG", "CMYK", ...)
 
 
 def normalise(data: bytes, name: str = "<bytes>") -> NormalisedImage:
@@ -32,10 +34,10 @@ def normalise(data: bytes, name: str = "<bytes>") -> NormalisedImage:
     try:
         with Image.open(io.BytesIO(data)) as img:
             fmt, mode, (width, height) = img.format, img.mode, img.size  # from the header
-            if fmt == "JPEG" and mode == "RGB":
+            if fmt == "JPEG" and mode in KEPT_JPEG_MODES:
                 # Kept byte for byte, so no pixels are needed: decoding at 1/8 scale still reads
                 # all the entropy-coded data (a truncated file still raises) at ~half the cost.
-                img.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+                img.draft(mode, (max(1, width // 8), max(1, height // 8)))
                 img.load()
                 return NormalisedImage(data, height, width, "")
             img.load()  # full decode: raises on truncated or corrupt data
