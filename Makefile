@@ -95,7 +95,7 @@ $(STAMPS)/hvdtrain: $(STAMPS)/horovod pyproject.toml
 HVD     := $(VENV)/bin/hvdtrain
 MPIRUN  ?= mpirun -np 2 --oversubscribe
 # The digits fill their frame: no flips (a mirrored 2 is no 2), crops of at least 35% of the image,
-# and a 28-px centre crop (--crop-padding 4; tensorflow/tpu's 32 keeps 16 of the 32 px at this size).
+# and a 28-px centre crop (--crop-padding 4; tensorflow/tpu's current 87.5% rule would keep 27).
 DEMO_TRAIN_FLAGS := --model resnet18 --image-size 32 --train-batch-size 128 --train-epochs 15 \
   --warmup-epochs 2 --peak-lr 0.4 --min-crop-area 0.35 --no-random-flip --crop-padding 4 \
   --log-every-steps 40 --checkpoint-every-steps 50

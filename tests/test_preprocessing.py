@@ -19,9 +19,12 @@ def _digits(demo_raw) -> list[Path]:
     return sorted((demo_raw / "train").glob("*/*.JPEG"))[::300][:3]
 
 
-def tpu_eval(jpeg: bytes, size: int, padding: int = 32) -> np.ndarray:
-    """resnet_preprocessing._decode_and_center_crop: crop size/(size+32) of the shorter side
-    (float32 arithmetic, as TF does it), offsets rounded up, TF1 bicubic resize."""
+def tpu_eval(jpeg: bytes, size: int, padding: int | None = None) -> np.ndarray:
+    """resnet_preprocessing._decode_and_center_crop: crop size/(size+padding) of the shorter side
+    (float32 arithmetic, as TF does it), offsets rounded up, TF1 bicubic resize. Its padding since
+    2021: round(size * (1/0.875 - 1)), a fixed 87.5% crop (before: 32 at every size)."""
+    if padding is None:
+        padding = round(size * (1 / 0.875 - 1))
     h, w, _ = tf.image.extract_jpeg_shape(jpeg).numpy()
     crop = int(np.float32(size / (size + padding)) * np.float32(min(h, w)))
     window = [(h - crop + 1) // 2, (w - crop + 1) // 2, crop, crop]
@@ -45,7 +48,7 @@ def test_photos_are_real_and_not_square():
         assert (h, w) == (427, 640)
 
 
-@pytest.mark.parametrize("size", [224, 32, 128, 299])
+@pytest.mark.parametrize("size", [32, 128, 160, 224, 288, 299])
 def test_eval_matches_tpu_on_photos_at_every_size(size):
     for p in PHOTOS:
         jpeg = p.read_bytes()
@@ -67,7 +70,14 @@ def test_crop_padding_flag_changes_only_the_crop():
     for padding in (0, 4):
         ours = ip.center_crop_image(tf.constant(jpeg), 32, crop_padding=padding).numpy()
         assert np.abs(ours - tpu_eval(jpeg, 32, padding)).max() <= 1.0
-    assert np.abs(tpu_eval(jpeg, 32, 4) - tpu_eval(jpeg, 32)).max() > 20
+    assert np.abs(tpu_eval(jpeg, 32, 4) - tpu_eval(jpeg, 32, 32)).max() > 20
+
+
+def test_the_old_fixed_padding_differs_from_tpus_current_rule_away_from_224():
+    """The reason the default changed: at 128 px tpu's old fixed 32 crops 80%, its current 87.5%."""
+    jpeg = PHOTOS[0].read_bytes()
+    assert np.abs(tpu_eval(jpeg, 224, 32) - tpu_eval(jpeg, 224)).max() == 0
+    assert np.abs(tpu_eval(jpeg, 128, 32) - tpu_eval(jpeg, 128)).max() > 20
 
 
 def test_half_pixel_resize_is_what_the_reference_does_not_do():

@@ -24,7 +24,13 @@ COMPRESSIONS = ("none", "fp16")  # Horovod 0.28.1's allreduce takes no bfloat16
 LR_SCHEDULES = ("seed", "poly2")
 
 
-CROP_PADDING = 32  # tensorflow/tpu resnet_preprocessing.py
+CENTRE_CROP_FRACTION = 0.875  # tensorflow/tpu resnet_preprocessing.py since 2021 (CROP_FRACTION)
+
+
+def crop_padding_for(image_size: int) -> int:
+    """tensorflow/tpu's current centre-crop padding: a fixed 87.5% of the shorter side at every
+    size (224 px -> 32, 128 -> 18, 32 -> 5). Its older fixed 32 agrees at 224 px only."""
+    return round(image_size * (1 / CENTRE_CROP_FRACTION - 1))
 
 
 class ConfigError(ValueError):
@@ -80,14 +86,20 @@ class ModelFlags:
     model: str = flag("resnet50", "--model", help="One of resnet18, resnet34, resnet50, resnet101, "
                                                   "resnet152 (ResNet v1.5).")
     image_size: int = flag(224, "--image-size", "--image_size", help="Input side in pixels.")
-    crop_padding: int = flag(CROP_PADDING, "--crop-padding",
-                             help="The centre crop (eval, and train when the random crop fails) is "
-                                  "image_size/(image_size + P) of the shorter side: tensorflow/tpu's "
-                                  "P (224 px -> 87.5%). Images that are all object, like the demo's "
-                                  "digits, lose it at small sizes: 32 px -> 50%.")
+    crop_padding: int | None = flag(None, "--crop-padding",
+                                    help="The centre crop (eval, and train when the random crop "
+                                         "fails) is image_size/(image_size + P) of the shorter "
+                                         "side. Default: tensorflow/tpu's current rule, "
+                                         "P = round(image_size/7), i.e. 87.5% at every size "
+                                         "(224 px -> 32, 128 -> 18, 32 -> 5).")
     bn_decay: float = flag(0.95, "--bn-decay", help="BatchNorm moving-average decay.")
     precision: str = flag("fp32", "--precision",
                           help="fp32 | bf16 (mixed, AMX) | bf32 (oneDNN bf16 math).")
+
+    @property
+    def centre_crop_padding(self) -> int:
+        """The padding in force: --crop-padding, else tpu's rule at this image size."""
+        return crop_padding_for(self.image_size) if self.crop_padding is None else self.crop_padding
 
     def check(self) -> None:
         if self.model not in MODELS:
@@ -96,7 +108,7 @@ class ModelFlags:
             raise ConfigError(f"--precision {self.precision}: choose one of {', '.join(PRECISIONS)}")
         if self.image_size < 32:
             raise ConfigError(f"--image-size {self.image_size} must be at least 32")
-        if self.crop_padding < 0:
+        if self.crop_padding is not None and self.crop_padding < 0:
             raise ConfigError(f"--crop-padding {self.crop_padding} must be 0 or more")
         if not 0 < self.bn_decay < 1:
             raise ConfigError(f"--bn-decay {self.bn_decay} must be between 0 and 1")

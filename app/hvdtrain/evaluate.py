@@ -99,9 +99,10 @@ def run_eval(cfg: EvalConfig) -> dict:
     rt.tf.train.Checkpoint(model=net).read(checkpoint.tf_prefix(ckpt_dir)).expect_partial()
     rt.log(rt.describe_world())
     rt.log(f"eval: {ckpt_dir} (step {meta['step']}, {net_flags.model} @ {net_flags.image_size}px, "
+           f"centre crop padding {net_flags.centre_crop_padding}, "
            f"{net_flags.precision}) on {man.validation.num_images} images, "
            f"{rt.size} rank(s), batch {eval_batch_size}/rank")
-    res = score(rt, net, man, eval_batch_size, net_flags.image_size, net_flags.crop_padding)
+    res = score(rt, net, man, eval_batch_size, net_flags.image_size, net_flags.centre_crop_padding)
     res["global_step"] = int(meta["step"])
     res["checkpoint"] = str(ckpt_dir)
     if rt.rank == 0:

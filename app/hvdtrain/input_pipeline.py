@@ -2,8 +2,8 @@
 
 Preprocessing is tensorflow/tpu's ``resnet_preprocessing.py``, op for op. Train: random-resized
 crop done inside the JPEG decoder (``decode_and_crop_jpeg`` decodes only the crop), TF1's bicubic
-resize, random flip, normalise. Eval: centre crop of image_size/(image_size+32) of the shorter
-side, the same resize. Each rank reads a disjoint set of shard files when there are at least as many files
+resize, random flip, normalise. Eval: centre crop of 87.5% of the shorter side (tpu's current
+rule; ``--crop-padding`` P makes it image_size/(image_size + P)), the same resize. Each rank reads a disjoint set of shard files when there are at least as many files
 as ranks, else a disjoint record-level shard. Training repeats forever; its order, shuffle and
 augmentation are stateless functions of (seed, rank, position), so a resume continues exactly
 where the checkpoint was. The plan fixes the step count so every rank runs the same number of
@@ -15,7 +15,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from . import manifest, records
-from .config import CROP_PADDING
+from .config import crop_padding_for
 
 MEAN_RGB = [0.485 * 255, 0.456 * 255, 0.406 * 255]
 STDDEV_RGB = [0.229 * 255, 0.224 * 255, 0.225 * 255]
@@ -52,7 +52,7 @@ def crop_window(encoded, seed, min_area: float = 0.08):
 
 
 def train_image(encoded, image_size: int, seed, min_area: float = 0.08, flip: bool = True,
-                crop_padding: int = CROP_PADDING):
+                crop_padding: int | None = None):
     """Random-resized crop (decoded inside the JPEG decoder) and flip, in pixel values 0..255.
 
     Drawn from ``seed`` (shape [2]): the same record at the same stream position gets the same
@@ -68,26 +68,29 @@ def train_image(encoded, image_size: int, seed, min_area: float = 0.08, flip: bo
     return image
 
 
-def center_window(shape, image_size: int, crop_padding: int = CROP_PADDING):
-    """tensorflow/tpu's centre crop: image_size/(image_size + crop_padding) of the shorter side."""
+def center_window(shape, image_size: int, crop_padding: int | None = None):
+    """tensorflow/tpu's centre crop: image_size/(image_size + crop_padding) of the shorter side;
+    ``crop_padding`` None is tpu's current rule (``config.crop_padding_for``: 87.5%)."""
+    if crop_padding is None:
+        crop_padding = crop_padding_for(image_size)
     h, w = shape[0], shape[1]
     crop = tf.cast(image_size / (image_size + crop_padding) * tf.cast(tf.minimum(h, w), tf.float32),
                    tf.int32)
     return tf.stack([(h - crop + 1) // 2, (w - crop + 1) // 2, crop, crop])
 
 
-def center_crop_image(encoded, image_size: int, crop_padding: int = CROP_PADDING):
+def center_crop_image(encoded, image_size: int, crop_padding: int | None = None):
     """The eval image in pixel values 0..255: centre crop, then resize."""
     window = center_window(tf.image.extract_jpeg_shape(encoded), image_size, crop_padding)
     return _resize(tf.image.decode_and_crop_jpeg(encoded, window, channels=3), image_size)
 
 
 def train_preprocess(encoded, image_size: int, seed, min_area: float = 0.08, flip: bool = True,
-                     crop_padding: int = CROP_PADDING):
+                     crop_padding: int | None = None):
     return _normalise(train_image(encoded, image_size, seed, min_area, flip, crop_padding))
 
 
-def eval_preprocess(encoded, image_size: int, crop_padding: int = CROP_PADDING):
+def eval_preprocess(encoded, image_size: int, crop_padding: int | None = None):
     return _normalise(center_crop_image(encoded, image_size, crop_padding))
 
 
@@ -165,7 +168,7 @@ def train_records(files: list[str], counts: list[int], rank: int, size: int, see
 
 def train_dataset(man: manifest.Manifest, rank: int, size: int, batch: int, image_size: int,
                   seed: int = 0, min_area: float = 0.08, flip: bool = True,
-                  start_step: int = 0, crop_padding: int = CROP_PADDING) -> tf.data.Dataset:
+                  start_step: int = 0, crop_padding: int | None = None) -> tf.data.Dataset:
     """Batches of (images, labels); record ``p`` of this rank's stream is augmented with a seed
     made of (seed, rank, p), so the whole stream, pixels included, is a function of its position."""
     files = _files(man, records.TRAIN)
@@ -191,7 +194,7 @@ def eval_counts(man: manifest.Manifest, size: int) -> list[int]:
 
 
 def eval_dataset(man: manifest.Manifest, rank: int, size: int, batch: int, image_size: int,
-                 crop_padding: int = CROP_PADDING) -> tuple[tf.data.Dataset, int]:
+                 crop_padding: int | None = None) -> tuple[tf.data.Dataset, int]:
     """(images, labels, mask) batches; padded so every rank runs the same number of steps.
 
     Every validation image is scored exactly once over all ranks; padding has mask 0.

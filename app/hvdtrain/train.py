@@ -100,7 +100,7 @@ def run_training(cfg: TrainConfig) -> dict:
             with watchdog.paused(), meter.paused():
                 state.sync_bn_statistics()
                 res = evaluate.score(rt, net, data, cfg.eval_batch_size, cfg.net.image_size,
-                                     cfg.net.crop_padding)
+                                     cfg.net.centre_crop_padding)
             events.evaluation({**res, "global_step": step}, step / plan.steps_per_epoch,
                               cfg.eval_every_epochs)
             if target.reached_by(res["top1"], step, events.seconds()):
@@ -130,7 +130,7 @@ def run_training(cfg: TrainConfig) -> dict:
     events.report(report, _write_or_explain)
     if (cfg.eval_at_end or cfg.target_accuracy) and target.step != last:
         res = evaluate.score(rt, net, data, cfg.eval_batch_size, cfg.net.image_size,
-                             cfg.net.crop_padding)
+                             cfg.net.centre_crop_padding)
         res["global_step"] = last
         res["checkpoint"] = str(checkpoint.checkpoint_root(cfg.model_dir) / f"ckpt-{last:08d}")
         if rt.rank == 0:
@@ -271,7 +271,7 @@ def _batches(rt, data, cfg: TrainConfig, plan, start_step: int):
     ds = input_pipeline.train_dataset(data, rt.rank, rt.size, plan.per_rank_batch, cfg.net.image_size,
                                       seed=cfg.seed, min_area=cfg.min_crop_area,
                                       flip=cfg.random_flip, start_step=start_step,
-                                      crop_padding=cfg.net.crop_padding)
+                                      crop_padding=cfg.net.centre_crop_padding)
     try:
         yield from ds
     except rt.tf.errors.DataLossError as exc:
