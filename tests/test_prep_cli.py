@@ -55,7 +55,19 @@ def test_label_that_is_not_a_training_class(raw, tmp_path):
 def test_file_that_is_not_an_image(raw, tmp_path):
     bad = raw / "train" / "n00000003" / "readme.JPEG"
     bad.write_text("not a picture")
-    _assert_fails(_prep(raw, tmp_path / "o"), tmp_path / "o", "readme.JPEG", "--skip-bad")
+    res = _prep(raw, tmp_path / "o")
+    _assert_fails(res, tmp_path / "o", f"bad image {bad}: not an image", "--skip-bad")
+    assert res.stderr.count("readme.JPEG") == 1 and "BytesIO" not in res.stderr, res.stderr
+
+
+def test_tpus_synset_labels_txt_is_the_labels_file_too(raw, tmp_path):
+    """tensorflow/tpu's imagenet_to_gcs.py reads RAW/synset_labels.txt."""
+    (raw / "validation_labels.txt").rename(raw / "synset_labels.txt")
+    res = _prep(raw, tmp_path / "o")
+    assert res.returncode == 0, res.stderr
+    assert json.loads((tmp_path / "o" / "manifest.json").read_text())["validation"]["num_images"] == 364
+    (raw / "synset_labels.txt").unlink()
+    _assert_fails(_prep(raw, tmp_path / "p"), tmp_path / "p", "validation_labels.txt and synset_labels.txt")
 
 
 def test_truncated_image(raw, tmp_path):

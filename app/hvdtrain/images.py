@@ -18,7 +18,18 @@ KEPT_JPEG_MODES = ("RGB", "L")  # stored as they are: decode_jpeg(channels=3) re
 
 
 class BadImage(ValueError):
-    """The file is not an image, or is truncated/corrupt."""
+    """The file is not an image, or is truncated/corrupt. The message names the file once."""
+
+    def __init__(self, name: str, reason: str):
+        super().__init__(f"bad image {name}: {reason}")
+        self.reason = reason
+
+
+def _reason(exc: BaseException) -> str:
+    """Pillow's words without its in-memory object (``<_io.BytesIO object at 0x...>``)."""
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image Pillow can read (no JPEG, PNG or other image header)"
+    return f"truncated or corrupt ({exc})"
 
 
 @dataclass(frozen=True)
@@ -44,7 +55,7 @@ def normalise(data: bytes, name: str = "<bytes>") -> NormalisedImage:
             reason = fmt if fmt != "JPEG" else mode
             rgb = img.convert("RGB")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise BadImage(f"{name}: not a readable image ({exc})") from exc
+        raise BadImage(name, _reason(exc)) from exc
     out = io.BytesIO()
     rgb.save(out, format="JPEG", quality=REENCODE_QUALITY)
     return NormalisedImage(out.getvalue(), rgb.height, rgb.width, reason)

@@ -48,7 +48,8 @@ class PrepConfig:
     validation_labels: Path | None = flag(
         None, "--validation-labels", "--validation_labels",
         help="One wnid per line, aligned with sorted validation/* (default "
-             "RAW/validation_labels.txt; not needed with validation/<wnid>/).")
+             "RAW/validation_labels.txt, else RAW/synset_labels.txt as tensorflow/tpu names it; "
+             "not needed with validation/<wnid>/).")
     train_shards: int = flag(1024, "--train-shards", "--train_shards", help="Number of training shards.")
     validation_shards: int = flag(128, "--validation-shards", "--validation_shards",
                                   help="Number of validation shards.")
@@ -76,6 +77,15 @@ class ShardResult:
 # --------------------------------------------------------------------------------------- scan
 def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+# hvdtrain's demo and older tools write the first; tensorflow/tpu's imagenet_to_gcs.py reads the second.
+LABELS_FILES = ("validation_labels.txt", "synset_labels.txt")
+
+
+def _labels_file(raw: Path) -> Path:
+    """The raw tree's validation labels file (the first of LABELS_FILES that exists)."""
+    return next((raw / n for n in LABELS_FILES if (raw / n).is_file()), raw / LABELS_FILES[0])
 
 
 def scan(raw: Path, validation_labels: Path | None) -> tuple[list[str], list[Item], list[Item]]:
@@ -110,10 +120,11 @@ def scan(raw: Path, validation_labels: Path | None) -> tuple[list[str], list[Ite
         validation.sort(key=lambda it: Path(it.path).name)
     else:  # validation/* + one wnid per line, aligned with the sorted file names
         files = _image_files(val_dir)
-        labels_file = validation_labels or raw / "validation_labels.txt"
+        labels_file = validation_labels or _labels_file(raw)
         if not labels_file.is_file():
-            raise PrepError(f"validation labels file {labels_file} not found "
-                            f"(--validation-labels, or validation/<wnid>/ folders)")
+            raise PrepError(f"validation labels file {labels_file} not found (looked for "
+                            f"{' and '.join(LABELS_FILES)} in {raw}; pass --validation-labels, or "
+                            f"use validation/<wnid>/ folders)")
         wnids = [ln.strip() for ln in labels_file.read_text().splitlines() if ln.strip()]
         if len(wnids) != len(files):
             raise PrepError(f"{labels_file} has {len(wnids)} labels but {val_dir} has "
@@ -176,10 +187,10 @@ def write_shard(job: ShardJob) -> ShardResult:
                 try:
                     img = normalise(src.read_bytes(), str(src))
                 except (BadImage, OSError) as exc:
+                    bad = exc if isinstance(exc, BadImage) else BadImage(str(src), f"unreadable ({exc.strerror})")
                     if not job.skip_bad:
-                        raise PrepError(f"bad image {src}: {exc} "
-                                        "(use --skip-bad to skip such files)") from None
-                    skipped.append({"file": item.path, "reason": str(exc)})
+                        raise PrepError(f"{bad} (use --skip-bad to skip such files)") from None
+                    skipped.append({"file": item.path, "reason": bad.reason})
                     continue
                 reencoded += bool(img.reencoded)
                 writer.write(records.encode(records.ImageRecord(
