@@ -24,6 +24,19 @@ def test_explicit_values_win():
     assert (plan.train_steps, plan.warmup_steps, plan.peak_lr) == (100, 10, 1.0)
 
 
+def test_a_peak_below_the_seeds_base_lr_warms_up_from_zero_and_says_so():
+    """At global batch 8 the seed's peak is 0.1 * 8/512: a warm-up from its base 0.1 would lower it."""
+    plan = make_plan(ScheduleFlags(train_batch_size=8), 1_281_167, 2)
+    assert plan.peak_lr == pytest.approx(0.0015625) and plan.base_lr == 0.0
+    assert warmup_then_linear_decay(plan.warmup_steps // 2, plan.base_lr, plan.peak_lr, plan.warmup_steps,
+                                    plan.train_steps) < plan.peak_lr
+    text = plan.describe()
+    assert "LR 0 -> peak 0.0015625" in text and "warm-up starts from 0 instead" in text
+    at_seed_batch = make_plan(_seed_cfg(), 1_281_167, 512)
+    assert at_seed_batch.base_lr == 0.1 and "note:" not in at_seed_batch.describe()
+    assert make_plan(ScheduleFlags(train_batch_size=8, base_lr=0.1), 1_281_167, 2).base_lr == 0.1
+
+
 def test_epochs_instead_of_steps():
     assert make_plan(_seed_cfg(train_epochs=10), 1_281_167, 2).train_steps == 520
 

@@ -114,11 +114,13 @@ def index(data_dir: Path, **values):
 
 
 @app.command()
-def verify(data_dir: Path = typer.Argument(..., metavar="DATA_DIR", help="Output of `hvdtrain prep`."),
+def verify(data_dir: Path = typer.Argument(..., metavar="DATA_DIR",
+                                           help="Shards with a manifest: the output of `hvdtrain "
+                                                "prep` or of `hvdtrain index`."),
            manifest: Path | None = typer.Option(None, "--manifest",
                                                 help="The data set's manifest.json, where it is not "
                                                      "in DATA_DIR.")):
-    """Check every shard of a prep output against its manifest.
+    """Check every shard of a data set (prep's or index's) against its manifest.
 
     Re-reads every shard: counts, sha256, keys and labels against manifest.json.
     Exits 0 only when everything agrees."""

@@ -306,6 +306,7 @@ class Plan:
     recipe: str
     recipe_source: str
     expected_epochs: float | None  # the recipe's mean epochs to its target on ImageNet
+    note: str = ""  # a choice the plan made that the flags did not say (printed)
 
     def describe(self) -> str:
         lars = f" eta {self.lars_eta:g}" if self.optimizer == "lars" else ""
@@ -318,7 +319,7 @@ class Plan:
                 f"LR {self.base_lr:g} -> peak {self.peak_lr:g} -> {self.end_lr:g} ({self.lr_schedule})\n"
                 f"recipe: {self.recipe}, {self.recipe_source}: {self.optimizer}{lars}, momentum "
                 f"{self.momentum:g}, weight decay {self.weight_decay:g}, label smoothing "
-                f"{self.label_smoothing:g}{expect}")
+                f"{self.label_smoothing:g}{expect}" + (f"\nnote: {self.note}" if self.note else ""))
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -352,11 +353,18 @@ def make_plan(cfg: ScheduleFlags, num_train_images: int, num_ranks: int,
     base = pick(cfg.base_lr, r.base_lr)
     peak = pick(cfg.peak_lr, r.peak_lr if r.peak_lr is not None else base * g / 256 / 2)
     kind = pick(cfg.lr_schedule, r.lr_schedule)
+    note = ""
+    if cfg.base_lr is None and warmup and peak < base:
+        # The seed scales its peak with the batch (4.8 at 24,576); at a small batch the peak falls
+        # below its base 0.1, and a warm-up from the base would lower the LR.
+        note = (f"peak LR {peak:g} is below the recipe's base LR {base:g} at global batch {g}: "
+                f"the warm-up starts from 0 instead (--base-lr sets it)")
+        base = 0.0
     return Plan(num_train_images, num_ranks, g, g // num_ranks, spe, whole, warmup, steps,
                 steps * g / num_train_images, base, peak, end_lr(kind), kind,
                 pick(opt.optimizer, r.optimizer), opt.lars_eta, pick(opt.momentum, r.momentum),
                 pick(opt.weight_decay, r.weight_decay), pick(opt.label_smoothing, r.label_smoothing),
-                r.name, r.source, r.expected_epochs)
+                r.name, r.source, r.expected_epochs, note)
 
 
 def imagenet_plan(global_batch: int, num_ranks: int, recipe: str = "seed") -> Plan:
