@@ -3,8 +3,9 @@
 Preprocessing is tensorflow/tpu's ``resnet_preprocessing.py``, op for op. Train: random-resized
 crop done inside the JPEG decoder (``decode_and_crop_jpeg`` decodes only the crop), TF1's bicubic
 resize, random flip, normalise. Eval: centre crop of 87.5% of the shorter side (tpu's current
-rule; ``--crop-padding`` P makes it image_size/(image_size + P)), the same resize. Each rank reads a disjoint set of shard files when there are at least as many files
-as ranks, else a disjoint record-level shard. Training repeats forever; its order, shuffle and
+rule; ``--crop-padding`` P makes it image_size/(image_size + P)), the same resize. Each rank reads
+a disjoint set of shard files when there are at least as many files as ranks, else a disjoint
+record-level shard. Training repeats forever; its order, shuffle and
 augmentation are stateless functions of (seed, rank, position), so a resume continues exactly
 where the checkpoint was. The plan fixes the step count so every rank runs the same number of
 steps whatever the shard sizes.

@@ -187,7 +187,8 @@ def write_shard(job: ShardJob) -> ShardResult:
                 try:
                     img = normalise(src.read_bytes(), str(src))
                 except (BadImage, OSError) as exc:
-                    bad = exc if isinstance(exc, BadImage) else BadImage(str(src), f"unreadable ({exc.strerror})")
+                    bad = exc if isinstance(exc, BadImage) else \
+                        BadImage(str(src), f"unreadable ({exc.strerror})")
                     if not job.skip_bad:
                         raise PrepError(f"{bad} (use --skip-bad to skip such files)") from None
                     skipped.append({"file": item.path, "reason": bad.reason})
