@@ -212,11 +212,11 @@ $(STAMPS)/lint-tools: $(STAMPS)/hvdtrain
 
 lint: $(STAMPS)/lint-tools
 	$(VENV)/bin/hadolint --config containers/hadolint.yaml containers/Dockerfile
-	$(VENV)/bin/ruff check app tests containers
+	$(VENV)/bin/ruff check app tests containers bench
 
 # ------------------------------------------------------------------------------ benchmarks
 # hvdtrain vs the Horovod/Keras baseline, interleaved; ratio table + bench/results/<time>.json.
 bench: install
-	$(PY) -m hvdtrain.bench_suite --out bench/results --work build/bench
-	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory cluster-tools && $(PY) bench/scaling.py; \
+	$(PY) bench/bench_suite.py --out bench/results --work build/bench
+	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory cluster-tools && PYTHONPATH=tests $(PY) bench/scaling.py; \
 	else echo "[bench] scaling across simulated nodes needs root (network namespaces): skipped"; fi

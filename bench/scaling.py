@@ -2,7 +2,7 @@
 
 2 nodes x 1 rank x 1 core against 1 node x 1 rank x 1 core, the same per-rank batch, ResNet-50 at
 224 px (`hvdtrain bench`, synthetic input). The nodes are network namespaces with capped links
-(tests/cluster/simcluster.py). Each row caps the link so that the ratio of communication to
+(tests/support/simcluster.py). Each row caps the link so that the ratio of communication to
 computation in one step equals a real cluster's:
 
     ratio = ideal allreduce time of the gradients (2 nodes: bytes / link rate) / compute time of
@@ -28,7 +28,7 @@ after every 2-node run, and each run is compared with the mean of the references
 it. A lever that changes the per-rank batch is compared with a reference at its own batch, run
 right after it. Every run records the hypervisor's CPU steal.
 
-The prediction is `hvdtrain plan`'s model (hvdtrain/scaling.py) with three numbers measured once,
+The prediction is `hvdtrain plan`'s model (hvdtrain/perf/scaling.py) with three numbers measured once,
 on the uncapped link, and then held fixed for every capped row and lever: the path rate (how fast
 this machine moves an allreduce through the uncapped link: a cap above it changes nothing), the
 overlap (the backward pass's share of the step, from Horovod's timeline) and the host cost (how
@@ -55,14 +55,13 @@ import sys
 import time
 from pathlib import Path
 
+from support.simcluster import Cluster  # tests/support: run with PYTHONPATH=tests (make bench does)
+
+from hvdtrain.cluster.world import mpirun_command
+from hvdtrain.perf.scaling import RESNET50_PARAMS, Job, predict
+from hvdtrain.perf.timeline import load, overlap
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "cluster"))
-
-from simcluster import Cluster  # noqa: E402
-
-from hvdtrain.scaling import RESNET50_PARAMS, Job, predict  # noqa: E402
-from hvdtrain.timeline import load, overlap  # noqa: E402
-from hvdtrain.world import mpirun_command  # noqa: E402
 
 GRADIENT_BYTES = RESNET50_PARAMS * 4
 ROWS = [  # the real cluster: node images/s, per-node batch, link Gb/s

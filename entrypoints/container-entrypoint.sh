@@ -6,7 +6,7 @@
 #    Apptainer, %environment values would override the user's own settings.
 # 2. `IMAGE train ...` runs `hvdtrain train ...`; any other command (bash, python, mpirun) runs as is.
 set -eu
-eval "$(python3 -m hvdtrain.topology)"
+eval "$(python3 -m hvdtrain.cluster.topology)"
 case "${1:-}" in
   ""|-*|demo-data|prep|verify|train|eval|bench|info|version) exec hvdtrain "$@" ;;
   *) exec "$@" ;;

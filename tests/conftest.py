@@ -2,7 +2,7 @@
 
 The suite's expensive things are made once per pytest run and shared: the demo's raw tree and
 records, and the demo model, trained once with exactly the `make demo` recipe. Every
-`hvdtrain` run goes through `run()` or `faults/helpers.Job`, which add the training images it
+`hvdtrain` run goes through `run()` or `support.fault_jobs.Job`, which add the training images it
 processed to a ledger; the end of the run prints the ledger against the suite's budget (README,
 "Tests and their budget") and fails the run when the budget is blown.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from hvdtrain.world import mpirun_command, mpirun_env
+from hvdtrain.cluster.world import mpirun_command, mpirun_env
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

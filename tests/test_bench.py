@@ -4,10 +4,10 @@ Speed targets live in `make bench`, never here."""
 import json
 
 import pytest
+from bench_suite import table
 
 from conftest import cli_env, run
-from hvdtrain import topology
-from hvdtrain.bench_suite import table
+from hvdtrain.cluster import topology
 
 
 def _bench(*args, np=None):

@@ -3,7 +3,8 @@
 import pytest
 import tensorflow as tf
 
-from hvdtrain import checkpoint, faults
+from hvdtrain.cluster import faults
+from hvdtrain.training import checkpoint
 
 
 def _ckpt(value):

@@ -5,7 +5,7 @@ from collections import Counter
 
 from PIL import Image
 
-from hvdtrain.demo_data import write_demo_data
+from hvdtrain.data.demo_data import write_demo_data
 
 
 def _digest(root):

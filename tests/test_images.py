@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hvdtrain.images import BadImage, normalise
+from hvdtrain.data.images import BadImage, normalise
 
 
 def _encode(img: Image.Image, fmt: str) -> bytes:

@@ -10,10 +10,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from foreign_formats import FORMATS, TPU_SHARDS, shard_path, tpu_converter, write
+from support.foreign_formats import FORMATS, TPU_SHARDS, shard_path, tpu_converter, write
 
 from conftest import run
-from hvdtrain import input_pipeline, manifest
+from hvdtrain.data import manifest
+from hvdtrain.engine import input_pipeline
 
 EXPECT = {  # format name hvdtrain reports, label offset, synsets carried
     "tpu": ("tpu", 1, 10), "tpu-subdirs": ("tpu", 1, 10), "inception": ("inception", 1, 10),

@@ -5,7 +5,8 @@ evaluation pads so each rank runs the same number of steps."""
 import pytest
 import tensorflow as tf
 
-from hvdtrain import input_pipeline, manifest, records
+from hvdtrain.data import manifest, records
+from hvdtrain.engine import input_pipeline
 
 
 def _names(ds):

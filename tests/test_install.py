@@ -7,10 +7,9 @@ import re
 import subprocess
 import sys
 
-from conftest import ROOT
+import pins  # containers/ (pyproject pytest pythonpath)
 
-sys.path.insert(0, str(ROOT / "containers"))
-import pins
+from conftest import ROOT
 
 
 def test_supported_range_and_pins_come_from_pyproject():

@@ -2,8 +2,9 @@
 
 import pytest
 
-from hvdtrain.config import ConfigError, ScheduleFlags, make_plan
-from hvdtrain.schedule import keras_schedule, warmup_then_linear_decay
+from hvdtrain.errors import ConfigError
+from hvdtrain.training.config import ScheduleFlags, make_plan
+from hvdtrain.training.schedule import keras_schedule, warmup_then_linear_decay
 
 
 def _seed_cfg(**kw):

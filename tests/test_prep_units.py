@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from hvdtrain import atomic, prep, records
+from hvdtrain import atomic
+from hvdtrain.data import prep, records
 
 
 def _tree(root: Path, classes=("n02", "n01", "n03"), per_class=6, val_per_class=2):

@@ -10,7 +10,7 @@ import pytest
 import sklearn.datasets
 import tensorflow as tf
 
-from hvdtrain import input_pipeline as ip
+from hvdtrain.engine import input_pipeline as ip
 
 PHOTOS = sorted((Path(sklearn.datasets.__file__).parent / "images").glob("*.jpg"))  # 427 x 640
 

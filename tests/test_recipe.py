@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hvdtrain import optim, recipes, step
-from hvdtrain.config import ConfigError, OptimizerFlags, ScheduleFlags, imagenet_plan, make_plan
-from hvdtrain.schedule import POLY2_END_LR, keras_schedule, lr
+from hvdtrain.engine import optim, step
+from hvdtrain.errors import ConfigError
+from hvdtrain.training import recipes
+from hvdtrain.training.config import OptimizerFlags, ScheduleFlags, imagenet_plan, make_plan
+from hvdtrain.training.schedule import POLY2_END_LR, keras_schedule, lr
 
 
 def lars_numpy(w, g, m, lr_, momentum, wd, eta, adapted):
@@ -136,7 +138,7 @@ def test_recipes_are_written_once():
 
 
 def test_recipes_side_by_side_for_the_seed_batch():
-    from hvdtrain.report import compare_recipes
+    from hvdtrain.reporting.report import compare_recipes
 
     text = compare_recipes(24576)
     assert "4,680 (260)" in text and "3,571 (718)" in text  # steps (warm-up): seed, mlperf

@@ -4,7 +4,7 @@ import json
 
 import tensorflow as tf
 
-from hvdtrain import records
+from hvdtrain.data import records
 
 # Only what a tensorflow/tpu reader asks for (resnet_preprocessing / imagenet_input).
 TPU_KEYS = {

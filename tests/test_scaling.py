@@ -5,7 +5,7 @@ import json
 import pytest
 
 from conftest import run
-from hvdtrain.scaling import RESNET50_PARAMS, Job, predict
+from hvdtrain.perf.scaling import RESNET50_PARAMS, Job, predict
 
 
 def test_two_nodes_by_hand():
@@ -62,7 +62,7 @@ def test_timeline_overlap_from_a_horovod_trace(tmp_path):
     """Two steps of two gradients, in Horovod's trace format (tensors as processes, the file
     closed with ']' after each record): the first allreduce starts while the second gradient is
     still being computed, so part of its time is hidden and the rest is exposed."""
-    from hvdtrain.timeline import load, overlap
+    from hvdtrain.perf.timeline import load, overlap
 
     ev = [{"name": "process_name", "ph": "M", "pid": 0, "args": {"start_time_since_epoch_in_micros": 1}}]
     for pid, name in ((1, "grads_0"), (2, "grads_1"), (3, "xent")):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from hvdtrain import topology, world
+from hvdtrain.cluster import topology, world
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import tensorflow as tf
 from PIL import Image
 
 from conftest import run
-from hvdtrain import records
+from hvdtrain.data import records
 
 WNIDS = ("n00000001", "n00000002")
 

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from hvdtrain import watchdog
+from hvdtrain.cluster import watchdog
 
 
 def test_stale_rank_is_the_one_that_stopped_beating(tmp_path):
@@ -85,7 +85,7 @@ def test_every_rank_has_a_heartbeat_from_the_start_and_unseen_ranks_are_named(tm
 def test_rank_frozen_before_its_first_step_is_named(tmp_path):
     """The CI case: rank 1 SIGSTOPped a few steps in, before its thread's first periodic beat."""
     d = tmp_path / watchdog.HEARTBEATS
-    code = ("import sys, time; from pathlib import Path; from hvdtrain.watchdog import Watchdog; "
+    code = ("import sys, time; from pathlib import Path; from hvdtrain.cluster.watchdog import Watchdog; "
             "Watchdog(4, 1, 2, Path(sys.argv[1])); print('up', flush=True); time.sleep(120)")
     peer = subprocess.Popen([sys.executable, "-c", code, str(d)], stdout=subprocess.PIPE, text=True)
     try:

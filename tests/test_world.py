@@ -5,8 +5,8 @@ import socket
 
 import pytest
 
-from hvdtrain import netbeat
-from hvdtrain.world import LAUNCHER_VARS, WorldError, mpirun_command, world
+from hvdtrain.cluster import netbeat
+from hvdtrain.cluster.world import LAUNCHER_VARS, WorldError, mpirun_command, world
 
 
 @pytest.fixture

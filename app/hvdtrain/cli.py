@@ -9,13 +9,14 @@ from pathlib import Path
 
 import typer
 
-from . import __version__
-from .bench import BenchConfig
-from .config import ConfigError, EvalConfig, TrainConfig
-from .flags import arg, build, command
-from .index import IndexConfig
-from .prep import PrepConfig
-from .scaling import Job
+from hvdtrain import __version__
+from hvdtrain.data.index import IndexConfig
+from hvdtrain.data.prep import PrepConfig
+from hvdtrain.errors import HvdtrainError
+from hvdtrain.flags import arg, build, command
+from hvdtrain.perf.bench import BenchConfig
+from hvdtrain.perf.scaling import Job
+from hvdtrain.training.config import EvalConfig, TrainConfig
 
 # rich_markup_mode=None: click's plain help wraps every option name in full at 80 columns
 # (rich's table truncated the seed's --snake_case aliases) and reads well in a batch job's log.
@@ -27,7 +28,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 
 def _fail(msg: str, code: int = 1):
-    from .world import world
+    from hvdtrain.cluster.world import world
 
     w = world()
     where = f" (rank {w.rank} of {w.size})" if w.size > 1 else ""
@@ -35,19 +36,10 @@ def _fail(msg: str, code: int = 1):
     raise typer.Exit(code)
 
 
-def _known_errors() -> tuple:
-    from .checkpoint import CheckpointError
-    from .manifest import DataError
-    from .prep import PrepError
-    from .train import TrainingError
-    from .world import WorldError
-    return (ConfigError, DataError, PrepError, CheckpointError, TrainingError, WorldError)
-
-
 def _call(fn, *args, **kw):
     try:
         return fn(*args, **kw)
-    except _known_errors() as exc:
+    except HvdtrainError as exc:
         _fail(str(exc))
 
 
@@ -72,7 +64,7 @@ def demo_data(out: Path = typer.Argument(..., metavar="OUT", help="Folder to wri
 
     scikit-learn's 1,797 real handwritten digits, no download, as OUT/train/<wnid>/*.JPEG,
     OUT/validation/*.JPEG and OUT/validation_labels.txt."""
-    from .demo_data import write_demo_data
+    from hvdtrain.data.demo_data import write_demo_data
 
     try:
         counts = write_demo_data(out, image_size, validation_fraction, seed)
@@ -88,7 +80,7 @@ def prep(**values):
 
     Writes the tensorflow/tpu imagenet_to_gcs.py format plus manifest.json. Under
     `mpirun -np N` each rank writes a disjoint set of shards."""
-    from .prep import run_prep
+    from hvdtrain.data.prep import run_prep
 
     cfg = build(PrepConfig, values)
     if cfg.workers is not None and cfg.workers < 1:
@@ -105,7 +97,7 @@ def index(data_dir: Path, **values):
     Detects tensorflow/tpu imagenet_to_gcs.py, Inception build_imagenet_data.py and TensorFlow
     Datasets imagenet2012 shards from their records and reads each shard once (in parallel;
     across ranks under mpirun) for counts, sha256, labels and synsets. Never writes to the shards."""
-    from .index import run_index
+    from hvdtrain.data.index import run_index
 
     cfg = build(IndexConfig, {**values, "data_dir": data_dir})
     if cfg.workers is not None and cfg.workers < 1:
@@ -124,7 +116,7 @@ def verify(data_dir: Path = typer.Argument(..., metavar="DATA_DIR",
 
     Re-reads every shard: counts, sha256, keys and labels against manifest.json.
     Exits 0 only when everything agrees."""
-    from .verify import verify_dataset
+    from hvdtrain.data.verify import verify_dataset
 
     problems = _call(verify_dataset, data_dir, manifest)
     for p in problems:
@@ -139,7 +131,7 @@ def train(use_tpu: str, **values):
 
     Launch with `mpirun -np N hvdtrain train ...` (or alone for one process)."""
     _no_tpu(use_tpu, "trains")
-    from .train import run_training
+    from hvdtrain.training.train import run_training
 
     _call(run_training, build(TrainConfig, values))
 
@@ -150,7 +142,7 @@ def eval_cmd(use_tpu: str, **values):
 
     Runs on 1 process or under mpirun; writes MODEL_DIR/eval_results.json."""
     _no_tpu(use_tpu, "evaluates")
-    from .evaluate import run_eval
+    from hvdtrain.training.evaluate import run_eval
 
     _call(run_eval, build(EvalConfig, values))
 
@@ -166,14 +158,14 @@ def bench(eval_mode: bool, prep_mode: bool, as_json: bool, **values):
     this machine's matmul peak. Works under mpirun (images_per_second is global)."""
     import json
 
-    from .bench import run_bench
+    from hvdtrain.perf.bench import run_bench
 
     if eval_mode and prep_mode:
         _fail("--eval and --prep are alternatives")
     cfg = build(BenchConfig, values)
     cfg.mode = "eval" if eval_mode else "prep" if prep_mode else "train"
     res = _call(run_bench, cfg)
-    from .world import world
+    from hvdtrain.cluster.world import world
 
     if world().rank != 0:
         return
@@ -211,7 +203,7 @@ def report(model_dir: Path = typer.Argument(..., metavar="MODEL_DIR",
     train_report.json and history.json (which a run in progress keeps up to date)."""
     import json
 
-    from .report import render, summarize
+    from hvdtrain.reporting.report import render, summarize
 
     s = _call(summarize, model_dir)
     typer.echo(json.dumps(s) if as_json else render(s))
@@ -225,7 +217,7 @@ def recipes(global_batch: int = typer.Option(24576, "--global-batch",
 
     Optimizer, LR curve, epochs and steps of `--recipe seed` and `--recipe mlperf` (MLPerf's
     reference convergence points, interpolated for the batch)."""
-    from .report import compare_recipes
+    from hvdtrain.reporting.report import compare_recipes
 
     if global_batch < 1 or images < global_batch:
         _fail(f"--global-batch {global_batch} must be between 1 and --images {images}")
@@ -257,8 +249,8 @@ def plan(nodes: int = typer.Option(..., "--nodes", help="Nodes."),
     compares it with measurements) on one node's rate, given or --measure'd."""
     import json
 
-    from .report import plan_job, render_plan
-    from .scaling import BYTES_PER_PARAM
+    from hvdtrain.perf.scaling import BYTES_PER_PARAM
+    from hvdtrain.reporting.report import plan_job, render_plan
 
     if (node_rate is None) == (not measure):
         _fail("give --node-images-per-second R or --measure (one of them)")
@@ -270,7 +262,7 @@ def plan(nodes: int = typer.Option(..., "--nodes", help="Nodes."),
         _fail(f"--global-batch {global_batch} must divide over --nodes {nodes} x --ranks-per-node "
               f"{ranks_per_node} ranks")
     if measure:
-        from .bench import BenchConfig, run_bench
+        from hvdtrain.perf.bench import BenchConfig, run_bench
 
         per_rank = global_batch // (nodes * ranks_per_node)
         res = _call(run_bench, BenchConfig(batch_size=per_rank, steps=2, windows=2, warmup=1, peak=False))
@@ -293,7 +285,7 @@ def info(as_json: bool = typer.Option(False, "--json", help="One JSON object ins
     (AVX-512, BF16, AMX) and the threads this rank would get."""
     import json
 
-    from .info import collect, render
+    from hvdtrain.perf.info import collect, render
 
     data = collect()
     typer.echo(json.dumps(data, indent=2) if as_json else render(data))

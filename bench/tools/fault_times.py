@@ -11,11 +11,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "faults"))
-from helpers import FAST, Job
+from support.fault_jobs import FAST, Job
 
-from hvdtrain import faults
+from hvdtrain.cluster import faults
 
 
 def measure(data_dir: str, how: str) -> None:

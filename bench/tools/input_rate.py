@@ -6,7 +6,8 @@ Usage: python bench/tools/input_rate.py PREP_OUTPUT_DIR [BATCHES]
 import sys
 import time
 
-from hvdtrain import input_pipeline, manifest
+from hvdtrain.data import manifest
+from hvdtrain.engine import input_pipeline
 
 
 def main(data_dir: str, batches: int = 20, batch: int = 32) -> None:

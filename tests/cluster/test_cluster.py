@@ -15,12 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
-from fixtures import apptainer, cluster, sif  # noqa: F401  (fixtures)
+from support.cluster_fixtures import apptainer, cluster, sif  # noqa: F401  (fixtures)
+from support.fault_jobs import FAST
 
 from conftest import LEDGER, ROOT
-
-sys.path.insert(0, str(ROOT / "tests" / "faults"))
-from helpers import FAST
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 

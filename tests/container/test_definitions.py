@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+import make_singularity_def  # containers/ (pyproject pytest pythonpath)
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-sys.path.insert(0, str(ROOT / "containers"))
-import make_singularity_def  # noqa: E402
 
 
 def test_committed_singularity_def_matches_the_dockerfile():

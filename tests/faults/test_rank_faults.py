@@ -9,10 +9,10 @@ import signal
 import time
 
 import pytest
-from helpers import FAST, Job, steps_logged
+from support.fault_jobs import FAST, Job, steps_logged
 
 from conftest import DEMO, run
-from hvdtrain import faults
+from hvdtrain.cluster import faults
 
 pytestmark = pytest.mark.integration
 

@@ -3,10 +3,11 @@
 import json
 
 import pytest
-from helpers import FAST
+from support.fault_jobs import FAST
 
 from conftest import run
-from hvdtrain import checkpoint, faults
+from hvdtrain.cluster import faults
+from hvdtrain.training import checkpoint
 
 pytestmark = pytest.mark.integration
 

@@ -8,10 +8,10 @@ import signal
 import subprocess
 
 import pytest
-from helpers import FAST
+from support.fault_jobs import FAST
 
 from conftest import LEDGER, cli_env, command, run
-from hvdtrain import checkpoint
+from hvdtrain.training import checkpoint
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ import subprocess
 import sys
 
 import pytest
-from faults.helpers import Job
 from PIL import Image
+from support.fault_jobs import Job
 
 from conftest import run
 

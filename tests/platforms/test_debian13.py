@@ -1,6 +1,6 @@
 """The README's set-up on a fresh Debian 13 (trixie, Python 3.13), as a user runs it.
 
-A debootstrapped Debian 13 (debian_root.py) gets a clean copy of the project (what `git clone`
+A debootstrapped Debian 13 (tests/support/debian_root.py) gets a clean copy of the project (what `git clone`
 would give, with the working tree's changes) and this machine's package-client set-up, nothing
 else. Inside it: `make install`, then `make demo` with a few training steps (demo data, prep,
 verify, `mpirun -np 2` training, eval). The demo's full training is run by hand (bench/NOTES.md):
@@ -16,7 +16,7 @@ import shutil
 import subprocess
 
 import pytest
-from debian_root import root, run
+from support.debian_root import root, run
 
 from conftest import ROOT
 

@@ -1,0 +1,137 @@
+"""Checkpoints: written by rank 0 only, atomically, verified before use.
+
+A checkpoint is the directory ``model_dir/checkpoints/ckpt-<step>/`` holding TensorFlow's files
+plus ``meta.json`` (step, model, data fingerprint, sha256 of every file). It is written under a
+temporary name and renamed when complete, so a crash mid-save leaves only a ``.tmp-*`` directory,
+which is ignored and removed on the next start; the previous checkpoint stays valid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+from hvdtrain import atomic
+from hvdtrain.cluster import faults
+from hvdtrain.data import manifest
+from hvdtrain.errors import HvdtrainError
+
+SUBDIR = "checkpoints"
+META = "meta.json"
+PREFIX = "ckpt"
+_NAME = re.compile(r"^ckpt-(\d{8})$")
+
+
+class CheckpointError(HvdtrainError, RuntimeError):
+    pass
+
+
+def checkpoint_root(model_dir: str | Path) -> Path:
+    return Path(model_dir) / SUBDIR
+
+
+def save(model_dir: str | Path, step: int, trackable, meta: dict, keep: int | None = None) -> Path:
+    """Write ``trackable`` (a ``tf.train.Checkpoint``) for ``step``; returns the final directory."""
+    root = checkpoint_root(model_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"ckpt-{step:08d}"
+    if final.is_dir():
+        return final  # this step is already saved (periodic save coinciding with the last step)
+    tmp = root / f"{atomic.TMP_PREFIX}ckpt-{step:08d}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        trackable.write(str(tmp / PREFIX))
+        files = {p.name: manifest.sha256_of(p) for p in sorted(tmp.iterdir())}
+        for name in files:
+            atomic.fsync_file(tmp / name)
+        (tmp / META).write_text(json.dumps({**meta, "step": step, "files": files}, indent=2))
+        atomic.fsync_file(tmp / META)
+        _before_rename_hook()
+        os.rename(tmp, final)
+        atomic.fsync_dir(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if keep:
+        for old in list_valid(model_dir, verify=False)[:-keep]:
+            shutil.rmtree(old[0], ignore_errors=True)
+    return final
+
+
+def _before_rename_hook() -> None:
+    if faults.checkpoint_rename_fails():
+        raise CheckpointError("injected failure between checkpoint write and rename")
+
+
+def read_meta(path: str | Path) -> dict:
+    return json.loads((Path(path) / META).read_text())
+
+
+def is_valid(path: Path, verify: bool = True) -> bool:
+    try:
+        meta = read_meta(path)
+    except (OSError, ValueError):
+        return False
+    files = meta.get("files", {})
+    if not files:
+        return False
+    for name, digest in files.items():
+        f = path / name
+        if not f.is_file() or (verify and manifest.sha256_of(f) != digest):
+            return False
+    return True
+
+
+def list_valid(model_dir: str | Path, verify: bool = True) -> list[tuple[Path, dict]]:
+    """Complete checkpoints, oldest first."""
+    root = checkpoint_root(model_dir)
+    if not root.is_dir():
+        return []
+    out = []
+    for p in sorted(root.iterdir()):
+        if _NAME.match(p.name) and p.is_dir() and is_valid(p, verify):
+            out.append((p, read_meta(p)))
+    return out
+
+
+def latest(model_dir: str | Path) -> tuple[Path, dict] | None:
+    """The newest checkpoint whose files all match their recorded sha256."""
+    root = checkpoint_root(model_dir)
+    if not root.is_dir():
+        return None
+    for p in sorted(root.iterdir(), reverse=True):
+        if _NAME.match(p.name) and p.is_dir() and is_valid(p):
+            return p, read_meta(p)
+    return None
+
+
+def resolve(path: str | Path) -> tuple[Path, dict]:
+    """A checkpoint named by the user: its directory, or a model_dir (newest valid one)."""
+    p = Path(path)
+    if (p / META).is_file():
+        if not is_valid(p):
+            raise CheckpointError(f"checkpoint {p} is incomplete or corrupt (sha256 mismatch)")
+        return p, read_meta(p)
+    found = latest(p)
+    if not found:
+        raise CheckpointError(f"no valid checkpoint in {p} (looked in {checkpoint_root(p)})")
+    return found
+
+
+def remove_partial(model_dir: str | Path) -> list[Path]:
+    """Delete ``.tmp-*`` directories left by saves that never finished."""
+    root = checkpoint_root(model_dir)
+    gone = []
+    if root.is_dir():
+        for p in root.glob(atomic.TMP_PREFIX + "*"):
+            shutil.rmtree(p, ignore_errors=True)
+            gone.append(p)
+    return gone
+
+
+def tf_prefix(path: Path) -> str:
+    return str(Path(path) / PREFIX)

@@ -1,0 +1,354 @@
+"""One run = one config object; the numbers derived from it are computed here and only here.
+
+``make_plan`` turns the flags plus the data set size and rank count into the plan that is printed
+before step 1: steps per epoch, warm-up steps, train steps, the LR curve and the optimizer. A flag
+left unset takes the recipe's value (``recipes``: ``--recipe seed`` by default: 5 warm-up epochs,
+90 epochs, peak = base x global_batch/256 / 2, momentum SGD). For ImageNet-1K (1,281,167 images)
+at global batch 24,576 the seed's plan is 52.1 steps/epoch, 260 warm-up, 4,680 steps, peak 4.8.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from hvdtrain.cluster.topology import ThreadFlags
+from hvdtrain.errors import ConfigError
+from hvdtrain.flags import REQUIRED, flag
+from hvdtrain.training import recipes
+
+MODELS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+PRECISIONS = ("fp32", "bf16", "bf32")
+IMAGENET_TRAIN_IMAGES = recipes.IMAGENET_TRAIN_IMAGES
+OPTIMIZERS = ("sgd", "lars")
+COMPRESSIONS = ("none", "fp16")  # Horovod 0.28.1's allreduce takes no bfloat16
+LR_SCHEDULES = ("seed", "poly2")
+
+
+CENTRE_CROP_FRACTION = 0.875  # tensorflow/tpu resnet_preprocessing.py since 2021 (CROP_FRACTION)
+
+
+def crop_padding_for(image_size: int) -> int:
+    """tensorflow/tpu's current centre-crop padding: a fixed 87.5% of the shorter side at every
+    size (224 px -> 32, 128 -> 18, 32 -> 5). Its older fixed 32 agrees at 224 px only."""
+    return round(image_size * (1 / CENTRE_CROP_FRACTION - 1))
+
+
+def _positive(*flags: tuple[str, float | None]) -> None:
+    for name, v in flags:
+        if v is not None and v <= 0:
+            raise ConfigError(f"{name} {v} must be positive")
+
+
+@dataclass
+class FaultFlags:
+    """How a run meets stalled ranks and damaged data (train and eval)."""
+
+    stall_timeout: int = flag(60, "--stall-timeout",
+                              help="Seconds without a finished training step before the job stops "
+                                   "with an error naming the stalled rank (0 = never).")
+    skip_corrupt_shards: bool = flag(False, "--skip-corrupt-shards",
+                                     help="Leave out shards whose sha256 differs from the manifest "
+                                          "(and say so) instead of stopping.")
+
+
+@dataclass
+class DataFlags:
+    data_dir: Path = flag(REQUIRED, "--data-dir", "--data_dir",
+                          help="TFRecord shards: the output of `hvdtrain prep` or `hvdtrain index`.")
+    manifest: Path | None = flag(None, "--manifest",
+                                 help="The data set's manifest.json, where it is not in --data-dir "
+                                      "(e.g. a read-only data set).")
+
+
+@dataclass
+class ModelFlags:
+    model: str = flag("resnet50", "--model", help="One of resnet18, resnet34, resnet50, resnet101, "
+                                                  "resnet152 (ResNet v1.5).")
+    image_size: int = flag(224, "--image-size", "--image_size", help="Input side in pixels.")
+    crop_padding: int | None = flag(None, "--crop-padding",
+                                    help="The centre crop (eval, and train when the random crop "
+                                         "fails) is image_size/(image_size + P) of the shorter "
+                                         "side. Default: tensorflow/tpu's current rule, "
+                                         "P = round(image_size/7), i.e. 87.5% at every size "
+                                         "(224 px -> 32, 128 -> 18, 32 -> 5).")
+    bn_decay: float = flag(0.95, "--bn-decay", help="BatchNorm moving-average decay.")
+    precision: str = flag("fp32", "--precision",
+                          help="fp32 | bf16 (mixed, AMX) | bf32 (oneDNN bf16 math).")
+
+    @property
+    def centre_crop_padding(self) -> int:
+        """The padding in force: --crop-padding, else tpu's rule at this image size."""
+        return crop_padding_for(self.image_size) if self.crop_padding is None else self.crop_padding
+
+    def check(self) -> None:
+        if self.model not in MODELS:
+            raise ConfigError(f"--model {self.model}: choose one of {', '.join(MODELS)}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"--precision {self.precision}: choose one of {', '.join(PRECISIONS)}")
+        if self.image_size < 32:
+            raise ConfigError(f"--image-size {self.image_size} must be at least 32")
+        if self.crop_padding is not None and self.crop_padding < 0:
+            raise ConfigError(f"--crop-padding {self.crop_padding} must be 0 or more")
+        if not 0 < self.bn_decay < 1:
+            raise ConfigError(f"--bn-decay {self.bn_decay} must be between 0 and 1")
+
+
+@dataclass
+class OptimizerFlags:
+    """The optimizer and what it applies (``optim``). Unset: the recipe's (``recipes``)."""
+
+    optimizer: str | None = flag(None, "--optimizer",
+                                 help="sgd (momentum SGD) | lars (You et al.; MLPerf's). "
+                                      f"Default: the recipe's (seed: {recipes.SEED.optimizer}, "
+                                      "mlperf: lars).")
+    lars_eta: float = flag(0.001, "--lars-eta",
+                           help="LARS trust coefficient: a layer's LR is scaled by "
+                                "eta*|w|/(|g| + wd*|w|).")
+    momentum: float | None = flag(None, "--momentum",
+                                  help=f"Momentum. Default: the recipe's (seed: {recipes.SEED.momentum:g}, "
+                                       "mlperf: the RCP's).")
+    weight_decay: float | None = flag(None, "--weight-decay",
+                                      help="Weight decay on conv/dense kernels: an L2 loss term with "
+                                           "sgd, inside the update with lars; never on BN or biases. "
+                                           f"Default: the recipe's (seed: {recipes.SEED.weight_decay:g}, "
+                                           "mlperf: the RCP's).")
+    label_smoothing: float | None = flag(None, "--label-smoothing",
+                                         help="Label smoothing of the cross-entropy. Default: the "
+                                              f"recipe's (seed: {recipes.SEED.label_smoothing:g}, "
+                                              "mlperf: 0.1).")
+
+    def check(self) -> None:
+        if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"--optimizer {self.optimizer}: choose one of {', '.join(OPTIMIZERS)}")
+        if self.label_smoothing is not None and not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"--label-smoothing {self.label_smoothing} must be in [0, 1)")
+        if self.momentum is not None and not 0 <= self.momentum < 1:
+            raise ConfigError(f"--momentum {self.momentum} must be in [0, 1)")
+        if self.weight_decay is not None and self.weight_decay < 0:
+            raise ConfigError(f"--weight-decay {self.weight_decay} must be 0 or more")
+        _positive(("--lars-eta", self.lars_eta))
+
+
+@dataclass
+class ScheduleFlags:
+    """Batch, length and LR curve; ``make_plan`` turns them into numbers (``schedule`` draws them).
+    Unset values come from the recipe (``recipes``)."""
+
+    recipe: str = flag("seed", "--recipe",
+                       help="seed | mlperf: where every optimizer and schedule flag you leave out "
+                            "comes from. mlperf: LARS, label smoothing 0.1, poly2, and the MLPerf "
+                            "RCP table's LR, warm-up, momentum, weight decay and epochs for the "
+                            "global batch.")
+    lr_schedule: str | None = flag(None, "--lr-schedule",
+                                   help="seed (linear warm-up, then linear to 0) | poly2 (linear "
+                                        "warm-up, then power-2 decay to 1e-4). Default: the recipe's.")
+
+    train_batch_size: int = flag(256, "--train-batch-size", "--train_batch_size",
+                                 help="GLOBAL batch, split evenly over the ranks (seed: 24576).")
+    train_steps: int | None = flag(None, "--train-steps", "--train_steps",
+                                   help="Total steps (seed: 4680). Default: epochs x steps/epoch.")
+    train_epochs: float | None = flag(None, "--train-epochs", "--train_epochs",
+                                      help="Alternative to --train-steps. Default: the recipe's "
+                                           f"(seed: {recipes.SEED.epochs:g}).")
+    warmup_steps: int | None = flag(None, "--warmup-steps", "--warmup_steps",
+                                    help="Linear warm-up steps. Default: --warmup-epochs.")
+    warmup_epochs: float | None = flag(None, "--warmup-epochs",
+                                       help="Warm-up length in epochs. Default: the recipe's (seed: "
+                                            f"{recipes.SEED.warmup_epochs:g}).")
+    base_lr: float | None = flag(None, "--base-lr", "--base_lr",
+                                 help=f"LR at step 0. Default: the recipe's (seed: {recipes.SEED.base_lr:g}, "
+                                      "mlperf: 0).")
+    peak_lr: float | None = flag(None, "--peak-lr", "--peak_lr",
+                                 help="LR after warm-up. Default: the recipe's (seed: base x batch/256 "
+                                      "/ 2; mlperf: the RCP's base LR).")
+
+    def check(self) -> None:
+        if self.train_batch_size < 1:
+            raise ConfigError(f"--train-batch-size {self.train_batch_size} must be positive")
+        if self.recipe not in recipes.NAMES:
+            raise ConfigError(f"--recipe {self.recipe}: choose one of {', '.join(recipes.NAMES)}")
+        if self.lr_schedule is not None and self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"--lr-schedule {self.lr_schedule}: choose one of {', '.join(LR_SCHEDULES)}")
+        if self.train_steps is not None and self.train_epochs is not None:
+            raise ConfigError("give --train-steps or --train-epochs, not both")
+        _positive(("--train-steps", self.train_steps), ("--train-epochs", self.train_epochs),
+                  ("--peak-lr", self.peak_lr))
+
+
+@dataclass
+class TrainConfig:
+    """One training run. Every flag of `hvdtrain train` is a field here (``flags``)."""
+
+    data: DataFlags
+    model_dir: Path = flag(REQUIRED, "--model-dir", "--model_dir",
+                           help="Checkpoints, TensorBoard logs and reports (written by rank 0).")
+    net: ModelFlags = field(default_factory=ModelFlags)
+    optim: OptimizerFlags = field(default_factory=OptimizerFlags)
+    schedule: ScheduleFlags = field(default_factory=ScheduleFlags)
+    threads: ThreadFlags = field(default_factory=ThreadFlags)
+    faults: FaultFlags = field(default_factory=FaultFlags)
+    checkpoint_every_steps: int = flag(1000, "--checkpoint-every-steps",
+                                       help="Rank 0 saves a checkpoint this often (and at the end).")
+    keep_checkpoints: int = flag(5, "--keep-checkpoints", help="Newest K checkpoints kept.")
+    log_every_steps: int = flag(50, "--log-every-steps", help="Log line cadence.")
+    eval_at_end: bool = flag(False, "--eval-at-end", help="Score the validation set at the end.")
+    eval_every_epochs: float | None = flag(None, "--eval-every-epochs",
+                                           help="Also score every K epochs (off by default).")
+    gradient_compression: str = flag("none", "--gradient-compression",
+                                     help="none | fp16: fp16 sends the gradients in half the bytes "
+                                          "(Horovod 0.28.1 cannot allreduce bf16).")
+    target_accuracy: float | None = flag(None, "--target-accuracy",
+                                         help="Stop at the first evaluation with top-1 >= A (with "
+                                              "--eval-every-epochs; MLPerf ResNet-50: 0.759); the "
+                                              "report gives epochs and time to it.")
+    eval_batch_size: int = flag(200, "--eval-batch-size", "--eval_batch_size",
+                                help="Per-rank batch for evaluation.")
+    min_crop_area: float = flag(0.08, "--min-crop-area",
+                                help="Smallest random crop, as a share of the image "
+                                     "(tensorflow/tpu: 0.08).")
+    random_flip: bool = flag(True, "--random-flip/--no-random-flip",
+                             help="Random left-right flips in training.")
+    seed: int = flag(0, "--seed", help="Seed of the initial weights, shuffle and augmentation.")
+    max_bad_steps: int = flag(0, "--max-bad-steps",
+                              help="Steps with non-finite loss/gradients to skip before stopping "
+                                   "(0: stop at the first).")
+
+    @property
+    def data_dir(self) -> Path:
+        return self.data.data_dir
+
+    def check(self) -> None:
+        self.net.check()
+        self.optim.check()
+        self.schedule.check()
+        if self.gradient_compression not in COMPRESSIONS:
+            raise ConfigError(f"--gradient-compression {self.gradient_compression}: choose one of "
+                              f"{', '.join(COMPRESSIONS)}")
+        if self.target_accuracy is not None:
+            if not 0 < self.target_accuracy <= 1:
+                raise ConfigError(f"--target-accuracy {self.target_accuracy} must be in (0, 1]")
+            if not self.eval_every_epochs:
+                raise ConfigError("--target-accuracy needs --eval-every-epochs (when to evaluate)")
+        _positive(("--checkpoint-every-steps", self.checkpoint_every_steps),
+                  ("--log-every-steps", self.log_every_steps),
+                  ("--eval-batch-size", self.eval_batch_size),
+                  ("--keep-checkpoints", self.keep_checkpoints))
+        if self.max_bad_steps < 0:
+            raise ConfigError(f"--max-bad-steps {self.max_bad_steps} must be 0 or more")
+        if not 0 < self.min_crop_area <= 1:
+            raise ConfigError(f"--min-crop-area {self.min_crop_area} must be in (0, 1]")
+
+
+@dataclass
+class EvalConfig:
+    """`hvdtrain eval`: one checkpoint scored on every validation image once."""
+
+    data: DataFlags
+    model_dir: Path = flag(REQUIRED, "--model-dir", "--model_dir",
+                           help="Model dir of a `hvdtrain train` run (eval_results.json goes here).")
+    checkpoint: Path | None = flag(None, "--checkpoint",
+                                   help="A checkpoint directory (default: the newest valid one).")
+    eval_batch_size: int = flag(200, "--eval-batch-size", "--eval_batch_size",
+                                help="Per-rank batch (seed: 200).")
+    precision: str | None = flag(None, "--precision", help="Override the checkpoint's precision.")
+    threads: ThreadFlags = field(default_factory=ThreadFlags)
+    faults: FaultFlags = field(default_factory=FaultFlags)
+
+    def check(self) -> None:
+        _positive(("--eval-batch-size", self.eval_batch_size))
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise ConfigError(f"--precision {self.precision}: choose one of {', '.join(PRECISIONS)}")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every derived number of a training run."""
+
+    num_train_images: int
+    num_ranks: int
+    global_batch: int
+    per_rank_batch: int
+    steps_per_epoch: float       # images / global batch, as the seed prints it (52.1)
+    whole_steps_per_epoch: int   # what warm-up and epoch counts are multiplied by (52)
+    warmup_steps: int
+    train_steps: int
+    epochs: float
+    base_lr: float
+    peak_lr: float
+    end_lr: float
+    lr_schedule: str
+    optimizer: str
+    lars_eta: float
+    momentum: float
+    weight_decay: float
+    label_smoothing: float
+    recipe: str
+    recipe_source: str
+    expected_epochs: float | None  # the recipe's mean epochs to its target on ImageNet
+    note: str = ""  # a choice the plan made that the flags did not say (printed)
+
+    def describe(self) -> str:
+        lars = f" eta {self.lars_eta:g}" if self.optimizer == "lars" else ""
+        expect = (f"; RCP mean to {recipes.MLPERF_TARGET:.1%} top-1 on ImageNet: "
+                  f"{self.expected_epochs:.1f} epochs" if self.expected_epochs else "")
+        return (f"plan: {self.num_train_images:,} train images, global batch {self.global_batch:,} "
+                f"= {self.per_rank_batch} x {self.num_ranks} rank(s); "
+                f"{self.steps_per_epoch:.1f} steps/epoch; warm-up {self.warmup_steps:,} steps; "
+                f"{self.train_steps:,} train steps ({self.epochs:.1f} epochs); "
+                f"LR {self.base_lr:g} -> peak {self.peak_lr:g} -> {self.end_lr:g} ({self.lr_schedule})\n"
+                f"recipe: {self.recipe}, {self.recipe_source}: {self.optimizer}{lars}, momentum "
+                f"{self.momentum:g}, weight decay {self.weight_decay:g}, label smoothing "
+                f"{self.label_smoothing:g}{expect}" + (f"\nnote: {self.note}" if self.note else ""))
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def make_plan(cfg: ScheduleFlags, num_train_images: int, num_ranks: int,
+              opt: OptimizerFlags | None = None) -> Plan:
+    """The plan: each flag the user gave, else the recipe's value at this global batch."""
+    from hvdtrain.training.schedule import end_lr
+
+    opt = opt or OptimizerFlags()
+    g = cfg.train_batch_size
+    if g % num_ranks:
+        raise ConfigError(f"--train-batch-size {g} (global) does not divide over {num_ranks} ranks; "
+                          f"use a multiple of {num_ranks}")
+    if num_train_images < g:
+        raise ConfigError(f"--train-batch-size {g} is larger than the {num_train_images} training "
+                          f"images in the data set")
+    r = recipes.recipe(cfg.recipe, g)
+
+    def pick(value, default):
+        return default if value is None else value
+
+    spe = num_train_images / g
+    whole = max(1, math.floor(spe))
+    steps = cfg.train_steps if cfg.train_steps is not None else \
+        max(1, round(pick(cfg.train_epochs, r.epochs) * whole))
+    warmup = cfg.warmup_steps if cfg.warmup_steps is not None else \
+        round(pick(cfg.warmup_epochs, r.warmup_epochs) * whole)
+    warmup = max(0, min(warmup, steps - 1))
+    base = pick(cfg.base_lr, r.base_lr)
+    peak = pick(cfg.peak_lr, r.peak_lr if r.peak_lr is not None else base * g / 256 / 2)
+    kind = pick(cfg.lr_schedule, r.lr_schedule)
+    note = ""
+    if cfg.base_lr is None and warmup and peak < base:
+        # The seed scales its peak with the batch (4.8 at 24,576); at a small batch the peak falls
+        # below its base 0.1, and a warm-up from the base would lower the LR.
+        note = (f"peak LR {peak:g} is below the recipe's base LR {base:g} at global batch {g}: "
+                f"the warm-up starts from 0 instead (--base-lr sets it)")
+        base = 0.0
+    return Plan(num_train_images, num_ranks, g, g // num_ranks, spe, whole, warmup, steps,
+                steps * g / num_train_images, base, peak, end_lr(kind), kind,
+                pick(opt.optimizer, r.optimizer), opt.lars_eta, pick(opt.momentum, r.momentum),
+                pick(opt.weight_decay, r.weight_decay), pick(opt.label_smoothing, r.label_smoothing),
+                r.name, r.source, r.expected_epochs, note)
+
+
+def imagenet_plan(global_batch: int, num_ranks: int, recipe: str = "seed") -> Plan:
+    """A recipe's plan for ImageNet-1K at this global batch (``bench`` runs its optimizer)."""
+    return make_plan(ScheduleFlags(train_batch_size=global_batch, recipe=recipe),
+                     IMAGENET_TRAIN_IMAGES, num_ranks)
