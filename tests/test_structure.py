@@ -180,3 +180,16 @@ def test_the_code_and_its_tooling_are_lint_clean():
     res = subprocess.run([ruff, "check", "app", "tests", "bench", "containers"], cwd=ROOT,
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-3000:]
+
+
+def test_the_training_loop_fits_on_a_screen():
+    """No function in training/ over 60 lines; the loop itself at most 40 (its parts own their cadence)."""
+    import ast
+
+    long = {}
+    for path in (PACKAGE / "training").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef):
+                long[f"{path.stem}.{node.name}"] = node.end_lineno - node.lineno + 1
+    assert long["train.loop"] <= 40 and long["train.run_training"] <= 40, long
+    assert {k: n for k, n in long.items() if n > 60} == {}

@@ -132,6 +132,29 @@ class Events:
                  f"(time-to-train); " + (f"{ips:,.1f} images/s global" if ips else "too few steps to time"))
 
 
+class StepLogger:
+    """The log cadence: a line every ``every`` steps and at the last step. It also keeps the
+    latest loss it read (the first step's, then each logged one), for the run's report; reading
+    a loss waits for the step, so it is read only when logged."""
+
+    def __init__(self, events, meter, every: int, last_step: int, steps_per_epoch: float, lr_at):
+        self.events, self.meter, self.every, self.last_step = events, meter, every, last_step
+        self.steps_per_epoch, self.lr_at = steps_per_epoch, lr_at
+        self.xent = float("nan")
+
+    def due(self, step: int) -> bool:
+        return step % self.every == 0 or step == self.last_step
+
+    def after_step(self, step: int, xent) -> None:
+        if self.meter.t_first is None:
+            self.xent = float(xent)
+            self.meter.first_step_done(step)
+        if self.due(step):
+            self.xent = float(xent)
+            self.events.step(step, self.last_step, step / self.steps_per_epoch, self.xent,
+                             self.lr_at(step), self.meter.window(step))
+
+
 class StepMeter:
     """Throughput over log windows; the first step (graph tracing) is never timed."""
 

@@ -8,6 +8,7 @@ which is ignored and removed on the next start; the previous checkpoint stays va
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -33,11 +34,40 @@ def checkpoint_root(model_dir: str | Path) -> Path:
     return Path(model_dir) / SUBDIR
 
 
+def path_for(model_dir: str | Path, step: int) -> Path:
+    """Where step ``step``'s checkpoint is (once saved): the one place the name is spelled."""
+    return checkpoint_root(model_dir) / f"ckpt-{step:08d}"
+
+
+class Checkpointer:
+    """The checkpoint cadence: every ``every`` steps before the last (``after_step``), and the last
+    step (``final``). ``save(step)`` writes and returns the path (on rank 0; None elsewhere);
+    ``record(path)`` tells the run's log; ``pause()`` brackets a save (the watchdog's)."""
+
+    def __init__(self, save, record, every: int, last_step: int, pause=contextlib.nullcontext):
+        self.save, self.record, self.every, self.last_step, self.pause = save, record, every, last_step, pause
+
+    def due(self, step: int) -> bool:
+        return step % self.every == 0 and step < self.last_step
+
+    def after_step(self, step: int) -> None:
+        if self.due(step):
+            with self.pause():
+                self._save(step)
+
+    def final(self, step: int) -> None:
+        self._save(step)
+
+    def _save(self, step: int) -> None:
+        if path := self.save(step):
+            self.record(path)
+
+
 def save(model_dir: str | Path, step: int, trackable, meta: dict, keep: int | None = None) -> Path:
     """Write ``trackable`` (a ``tf.train.Checkpoint``) for ``step``; returns the final directory."""
     root = checkpoint_root(model_dir)
     root.mkdir(parents=True, exist_ok=True)
-    final = root / f"ckpt-{step:08d}"
+    final = path_for(model_dir, step)
     if final.is_dir():
         return final  # this step is already saved (periodic save coinciding with the last step)
     tmp = root / f"{atomic.TMP_PREFIX}ckpt-{step:08d}-{os.getpid()}"

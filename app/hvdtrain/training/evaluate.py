@@ -67,6 +67,34 @@ def _eval_step(tf, net, k5: int):
     return _EVAL_STEPS[net]
 
 
+class Evaluator:
+    """When and how a training run evaluates, mid-run and at the end, on one path.
+
+    Mid-run: every ``every_steps`` steps before the last (``due``). At the end: once, unless
+    ``wanted`` is False or that step was already evaluated. ``score(step, final)`` returns the
+    totals (its caller syncs BN statistics or writes results as the moment needs);
+    ``record(result, epoch, next_block_epochs)`` logs them (``Events.evaluation``)."""
+
+    def __init__(self, score, record, every_steps: int | None, last_step: int, steps_per_epoch: float,
+                 every_epochs: float | None = None, wanted_at_end: bool = True):
+        self.score, self.record = score, record
+        self.every_steps, self.last_step, self.steps_per_epoch = every_steps, last_step, steps_per_epoch
+        self.every_epochs, self.wanted_at_end = every_epochs, wanted_at_end
+        self.done_at: int | None = None
+
+    def due(self, step: int) -> bool:
+        return bool(self.every_steps) and step % self.every_steps == 0 and step < self.last_step
+
+    def due_at_end(self, step: int) -> bool:
+        return self.wanted_at_end and self.done_at != step
+
+    def evaluate(self, step: int, final: bool = False) -> dict:
+        res = {**self.score(step, final), "global_step": step}
+        self.record(res, step / self.steps_per_epoch, None if final else self.every_epochs)
+        self.done_at = step
+        return res
+
+
 def write_results(model_dir, res: dict) -> Path:
     path = Path(model_dir) / RESULTS
     atomic.write_json(path, res)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from hvdtrain import atomic
@@ -20,9 +21,11 @@ from hvdtrain.cluster.netbeat import NetBeat
 from hvdtrain.cluster.watchdog import HEARTBEATS, Watchdog
 from hvdtrain.data import integrity, manifest
 from hvdtrain.errors import HvdtrainError
-from hvdtrain.reporting.events import Events, StepMeter
+from hvdtrain.reporting.events import Events, StepLogger, StepMeter
 from hvdtrain.training import checkpoint, evaluate
+from hvdtrain.training.checkpoint import Checkpointer
 from hvdtrain.training.config import TrainConfig, make_plan
+from hvdtrain.training.evaluate import Evaluator
 
 
 class TrainingError(HvdtrainError, RuntimeError):
@@ -30,123 +33,163 @@ class TrainingError(HvdtrainError, RuntimeError):
 
 
 def run_training(cfg: TrainConfig) -> dict:
-    # ---- data, world and plan ------------------------------------------------------------------
+    """Set up, loop, finish. The loop's parts decide their own cadence: the logger, the
+    checkpointer and the evaluator (``StepLogger``, ``Checkpointer``, ``Evaluator``)."""
+    run = prepare(cfg)
+    plan = run.plan
+    logger = StepLogger(run.events, run.meter, cfg.log_every_steps, plan.train_steps,
+                        plan.steps_per_epoch, run.optim.lr_at)
+    checkpointer = Checkpointer(run.state.save, run.events.checkpoint, cfg.checkpoint_every_steps,
+                                plan.train_steps, run.watchdog.paused)
+    evaluator = _evaluator(run)
+    last = loop(run, logger, checkpointer, evaluator)
+    return finish(run, last, logger.xent, checkpointer, evaluator)
+
+
+def loop(run: Run, logger: StepLogger, checkpointer: Checkpointer, evaluator: Evaluator) -> int:
+    """Steps from the resumed one to the plan's last; returns the last step run (earlier when an
+    evaluation reaches --target-accuracy)."""
+    rt, plan, last = run.rt, run.plan, run.plan.train_steps
+    for step in range(run.start_step + 1, plan.train_steps + 1):
+        run.fault.maybe_stall(rt.rank, step)
+        images, labels = next(run.batches)
+        with run.watchdog.step(step):
+            xent, applied = run.train_step(images, labels)
+        run.bad.check(rt, bool(applied), step, xent, run.optim.lr_at(step))
+        logger.after_step(step, xent)
+        checkpointer.after_step(step)
+        if evaluator.due(step):
+            with run.watchdog.paused(), run.meter.paused():
+                res = evaluator.evaluate(step)
+            if run.target.reached_by(res["top1"], step, run.events.seconds()):
+                rt.log(f"target top-1 {run.target.accuracy} reached at step {step} "
+                       f"(epoch {step / plan.steps_per_epoch:.2f}): stopping")
+                last = step
+                break
+    run.watchdog.stop()  # only on the way out that worked: a failed rank's heartbeat stays
+    return last
+
+
+@dataclass
+class Run:
+    """Everything ``prepare`` sets up, for the loop and ``finish``."""
+
+    cfg: TrainConfig
+    rt: object
+    plan: object
+    data: manifest.Manifest
+    net: object
+    optim: object
+    state: RunState
+    start_step: int
+    checksums_at_start: list
+    events: Events
+    mlperf: object
+    fault: object
+    batches: object
+    train_step: object
+    watchdog: Watchdog
+    meter: StepMeter
+    bad: BadSteps
+    target: Target
+
+
+def prepare(cfg: TrainConfig) -> Run:
+    """Data, world and plan; then the model and the same start on every rank (Horovod: init,
+    scale, wrap, broadcast; rank 0 alone restores and writes)."""
     cfg.check()
     data = manifest.load(cfg.data.data_dir, cfg.data.manifest)
     if data.train.num_images == 0:
         raise manifest.DataError(f"{cfg.data_dir} holds no training images")
     fingerprint = data.fingerprint()  # of the data set as prepared, for resume checks
     rt = runtime.start(cfg.threads, cfg.net.precision, cfg.faults.stall_timeout)  # hvd.init()
-    tf, hvd = rt.tf, rt.hvd
     data = _usable_data(rt, data, cfg)
     plan = make_plan(cfg.schedule, data.train.num_images, rt.size, cfg.optim)  # recipe, batch split
-    rt.log(rt.describe_world())
-    rt.log(plan.describe())
-    rt.log(rt.threads.describe())
-    rt.log(rt.onednn)
-    rt.log(rt.comm)
+    for line in (rt.describe_world(), plan.describe(), rt.threads.describe(), rt.onednn, rt.comm):
+        rt.log(line)
     if rt.rank == 0:
         _prepare_model_dir(rt, cfg.model_dir)
     _check_model_dir_is_shared(rt, cfg.model_dir)
     mlperf = _mlperf_log(rt, cfg, plan, data)  # init_start: before the model is built
 
-    # ---- model, optimizer, and the same start on every rank ------------------------------------
     from hvdtrain.engine.model import build_resnet
     from hvdtrain.engine.optim import make_optimizer
     from hvdtrain.engine.step import make_train_step
 
-    tf.keras.utils.set_random_seed(cfg.seed)  # initial weights (rank 0's are broadcast) are seeded
+    rt.tf.keras.utils.set_random_seed(cfg.seed)  # initial weights (rank 0's are broadcast) are seeded
     net = build_resnet(cfg.net.model, data.num_classes, cfg.net.image_size, cfg.net.bn_decay)
-    optim = make_optimizer(plan, net)
+    optim = make_optimizer(plan, net)  # the LR scaled to the global batch; the tape is wrapped in step
     state = RunState(rt, cfg, net, optim, fingerprint, data.num_classes, plan.global_batch)
     if rt.rank == 0:
         state.restore()
-    hvd.broadcast_variables(net.variables + optim.variables, root_rank=0)
-    checksums_at_start = _rank_checksums(rt, net.variables + optim.variables)
-    start_step = int(optim.optimizer.iterations.numpy())
-    if start_step >= plan.train_steps:
-        rt.log(f"model dir {cfg.model_dir} is already at step {start_step} of {plan.train_steps}; "
-               f"nothing to do")
-    events = Events(rt, cfg.model_dir, start_step, _curve_info(cfg, plan), mlperf)
-
-    # ---- the loop ------------------------------------------------------------------------------
+    rt.hvd.broadcast_variables(net.variables + optim.variables, root_rank=0)
+    checksums = _rank_checksums(rt, net.variables + optim.variables)
+    start = int(optim.optimizer.iterations.numpy())
+    if start >= plan.train_steps:
+        rt.log(f"model dir {cfg.model_dir} is already at step {start} of {plan.train_steps}; nothing to do")
+    events = Events(rt, cfg.model_dir, start, _curve_info(cfg, plan), mlperf)
     fault = faults.from_env()
-    batches = _batches(rt, data, cfg, plan, start_step)  # resumes mid-epoch where the run left off
     train_step = make_train_step(rt, net, optim, plan.label_smoothing, inject_nan_at=fault.nan_at_step,
                                  compression=cfg.gradient_compression)
-    eval_every = (max(1, round(cfg.eval_every_epochs * plan.steps_per_epoch))
-                  if cfg.eval_every_epochs else None)
     watchdog = Watchdog(cfg.faults.stall_timeout, rt.rank, rt.size, cfg.model_dir / HEARTBEATS,
                         netbeat=NetBeat.start(rt) if cfg.faults.stall_timeout > 0 else None)
-    meter, bad = StepMeter(start_step, plan.global_batch), BadSteps(cfg.max_bad_steps, cfg.model_dir)
-    target = Target(cfg.target_accuracy, plan)
     if mlperf:
-        mlperf.run_start(int(start_step / plan.steps_per_epoch) + 1,
-                         cfg.eval_every_epochs or plan.epochs - start_step / plan.steps_per_epoch)
-    xent, last = float("nan"), plan.train_steps
-    for step in range(start_step + 1, plan.train_steps + 1):
-        fault.maybe_stall(rt.rank, step)
-        images, labels = next(batches)
-        with watchdog.step(step):
-            xent_t, applied = train_step(images, labels)
-        bad.check(rt, bool(applied), step, xent_t, optim.lr_at(step))
-        if meter.t_first is None:
-            xent = float(xent_t)
-            meter.first_step_done(step)
-        if step % cfg.log_every_steps == 0 or step == plan.train_steps:
-            xent = float(xent_t)
-            events.step(step, plan.train_steps, step / plan.steps_per_epoch, xent, optim.lr_at(step),
-                        meter.window(step))
-        if step % cfg.checkpoint_every_steps == 0 and step < plan.train_steps:
-            with watchdog.paused():
-                events.checkpoint(state.save(step))
-        if eval_every and step % eval_every == 0 and step < plan.train_steps:
-            with watchdog.paused(), meter.paused():
-                state.sync_bn_statistics()
-                res = evaluate.score(rt, net, data, cfg.eval_batch_size, cfg.net.image_size,
-                                     cfg.net.centre_crop_padding)
-            events.evaluation({**res, "global_step": step}, step / plan.steps_per_epoch,
-                              cfg.eval_every_epochs)
-            if target.reached_by(res["top1"], step, events.seconds()):
-                rt.log(f"target top-1 {cfg.target_accuracy} reached at step {step} "
-                       f"(epoch {step / plan.steps_per_epoch:.2f}): stopping")
-                last = step
-                break
-    watchdog.stop()
+        mlperf.run_start(int(start / plan.steps_per_epoch) + 1,
+                         cfg.eval_every_epochs or plan.epochs - start / plan.steps_per_epoch)
+    return Run(cfg, rt, plan, data, net, optim, state, start, checksums, events, mlperf, fault,
+               _batches(rt, data, cfg, plan, start), train_step, watchdog,
+               StepMeter(start, plan.global_batch), BadSteps(cfg.max_bad_steps, cfg.model_dir),
+               Target(cfg.target_accuracy, plan))
 
-    # ---- the end: last checkpoint, report, evaluation ------------------------------------------
-    seconds, images_per_second = meter.totals(last - start_step)
-    path = state.save(last)  # averages the BN statistics first
-    if path:
-        events.checkpoint(path)
+
+def _evaluator(run: Run) -> Evaluator:
+    """Mid-run evaluations average the ranks' BN statistics first; the final one (after the last
+    checkpoint, which averaged them) writes eval_results.json."""
+    cfg, plan = run.cfg, run.plan
+
+    def score(step: int, final: bool) -> dict:
+        if not final:
+            run.state.sync_bn_statistics()
+        res = evaluate.score(run.rt, run.net, run.data, cfg.eval_batch_size, cfg.net.image_size,
+                             cfg.net.centre_crop_padding)
+        if final:
+            res = {**res, "global_step": step, "checkpoint": str(checkpoint.path_for(cfg.model_dir, step))}
+            if run.rt.rank == 0:
+                _write_or_explain(cfg.model_dir / evaluate.RESULTS,
+                                  lambda p: evaluate.write_results(cfg.model_dir, res))
+        return res
+
+    every = max(1, round(cfg.eval_every_epochs * plan.steps_per_epoch)) if cfg.eval_every_epochs else None
+    return Evaluator(score, run.events.evaluation, every, plan.train_steps, plan.steps_per_epoch,
+                     cfg.eval_every_epochs, wanted_at_end=bool(cfg.eval_at_end or cfg.target_accuracy))
+
+
+def finish(run: Run, last: int, xent: float, checkpointer: Checkpointer, evaluator: Evaluator) -> dict:
+    """The last checkpoint, the report, the final evaluation, the MLPerf run_stop."""
+    rt, cfg, plan, target = run.rt, run.cfg, run.plan, run.target
+    seconds, images_per_second = run.meter.totals(last - run.start_step)
+    checkpointer.final(last)  # averages the BN statistics first
     report = {
         "ttt_seconds": round(seconds, 3),
         "images_per_second": round(images_per_second, 2) if images_per_second else None,
         "global_batch_size": plan.global_batch, "num_ranks": rt.size, "recipe": plan.recipe,
-        "train_steps": plan.train_steps, "steps_this_run": last - start_step, "last_step": last,
-        "start_step": start_step, "epochs": round(plan.epochs, 3), "final_loss": xent,
-        "precision": cfg.net.precision, "skipped_steps": bad.count, "model": cfg.net.model,
+        "train_steps": plan.train_steps, "steps_this_run": last - run.start_step, "last_step": last,
+        "start_step": run.start_step, "epochs": round(plan.epochs, 3), "final_loss": xent,
+        "precision": cfg.net.precision, "skipped_steps": run.bad.count, "model": cfg.net.model,
         "image_size": cfg.net.image_size, "plan": plan.as_dict(), "threads": vars(rt.threads),
-        "rank_weight_checksums": {"after_broadcast": checksums_at_start,
-                                  "at_end": _rank_checksums(rt, net.variables + optim.variables)},
+        "rank_weight_checksums": {"after_broadcast": run.checksums_at_start,
+                                  "at_end": _rank_checksums(rt, run.net.variables + run.optim.variables)},
     }
-    report.update(target.report(events.history))
-    events.report(report, _write_or_explain)
-    if (cfg.eval_at_end or cfg.target_accuracy) and target.step != last:
-        res = evaluate.score(rt, net, data, cfg.eval_batch_size, cfg.net.image_size,
-                             cfg.net.centre_crop_padding)
-        res["global_step"] = last
-        res["checkpoint"] = str(checkpoint.checkpoint_root(cfg.model_dir) / f"ckpt-{last:08d}")
-        if rt.rank == 0:
-            _write_or_explain(cfg.model_dir / evaluate.RESULTS,
-                              lambda p: evaluate.write_results(cfg.model_dir, res))
-        events.evaluation(res, last / plan.steps_per_epoch)
-        target.reached_by(res["top1"], last, events.seconds())
+    report.update(target.report(run.events.history))
+    run.events.report(report, _write_or_explain)
+    if evaluator.due_at_end(last) and target.step != last:
+        res = evaluator.evaluate(last, final=True)
+        target.reached_by(res["top1"], last, run.events.seconds())
         report["eval"] = res
-        report.update(target.report(events.history))
-        events.report(report, _write_or_explain, quiet=True)  # now with the final evaluation
-    if mlperf:
-        mlperf.run_stop(target.step is not None or cfg.target_accuracy is None)
+        report.update(target.report(run.events.history))
+        run.events.report(report, _write_or_explain, quiet=True)  # now with the final evaluation
+    if run.mlperf:
+        run.mlperf.run_stop(target.step is not None or cfg.target_accuracy is None)
     return report
 
 
@@ -237,8 +280,7 @@ class RunState:
         self.sync_bn_statistics()
         if self.rt.rank != 0:
             return None
-        target = checkpoint.checkpoint_root(self.cfg.model_dir) / f"ckpt-{step:08d}"
-        return _write_or_explain(target, lambda _: checkpoint.save(
+        return _write_or_explain(checkpoint.path_for(self.cfg.model_dir, step), lambda _: checkpoint.save(
             self.cfg.model_dir, step, self.ckpt, self.meta, keep=self.cfg.keep_checkpoints))
 
 
