@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from hvdtrain.reporting.events import StepLogger, StepMeter
+from hvdtrain.reporting.results import EvalResult
 from hvdtrain.training.checkpoint import Checkpointer
 from hvdtrain.training.evaluate import Evaluator
 from hvdtrain.training.train import BadSteps, Target, TrainingError, loop
@@ -26,7 +27,7 @@ class FakeEvents:
         self.checkpoints.append(path)
 
     def evaluation(self, res, epoch, next_block=None):
-        self.evals.append((res["global_step"], next_block))
+        self.evals.append((res.global_step, next_block))
 
     def seconds(self):
         return 1.0
@@ -56,7 +57,8 @@ def _run(tmp_path, steps=12, start=0, every=(5, 4, 6), top1=None, target=None, b
     checkpointer = Checkpointer(lambda s: f"ckpt-{s}" if rank == 0 else None, events.checkpoint,
                                 ckpt_every, steps, paused)
     scores = top1 or {}
-    evaluator = Evaluator(lambda s, final: {"top1": scores.get(s, 0.1), "top5": 1.0}, events.evaluation,
+    evaluator = Evaluator(lambda s, final: EvalResult(scores.get(s, 0.1), 1.0, 0.5, 10, 0.1, 100.0),
+                          events.evaluation,
                           eval_every, steps, plan.steps_per_epoch, every_epochs=1.5)
     return run, logger, checkpointer, evaluator, taken, lines
 
@@ -110,7 +112,7 @@ def test_only_rank_0_records_a_checkpoint(tmp_path):
 
 
 def test_cadence_without_evaluations():
-    ev = Evaluator(lambda s, f: {}, lambda *a: None, None, 10, 2.0, wanted_at_end=False)
+    ev = Evaluator(lambda s, f: None, lambda *a: None, None, 10, 2.0, wanted_at_end=False)
     assert not any(ev.due(s) for s in range(1, 11)) and not ev.due_at_end(10)
     ck = Checkpointer(lambda s: s, lambda p: None, 3, 9)
     assert [s for s in range(1, 10) if ck.due(s)] == [3, 6]

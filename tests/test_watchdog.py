@@ -10,10 +10,11 @@ import time
 from pathlib import Path
 
 from hvdtrain.cluster import watchdog
+from hvdtrain.run_dir import RunDir
 
 
 def test_stale_rank_is_the_one_that_stopped_beating(tmp_path):
-    d = tmp_path / watchdog.HEARTBEATS
+    d = RunDir(tmp_path).heartbeats
     for rank in range(3):
         watchdog.write_heartbeat(d, rank, step=7)
     beats = watchdog.read_heartbeats(d, size=3)
@@ -25,7 +26,7 @@ def test_stale_rank_is_the_one_that_stopped_beating(tmp_path):
 
 
 def test_heartbeats_of_ranks_outside_the_job_or_unreadable_are_ignored(tmp_path):
-    d = tmp_path / watchdog.HEARTBEATS
+    d = RunDir(tmp_path).heartbeats
     watchdog.write_heartbeat(d, 0, step=1)
     watchdog.write_heartbeat(d, 5, step=1)  # an earlier, larger job
     (d / "rank-00001").write_text("{half a json")
@@ -34,7 +35,7 @@ def test_heartbeats_of_ranks_outside_the_job_or_unreadable_are_ignored(tmp_path)
 
 
 def test_culprit_message_names_host_pid_and_step(tmp_path):
-    d = tmp_path / watchdog.HEARTBEATS
+    d = RunDir(tmp_path).heartbeats
     w = watchdog.Watchdog(timeout=0, rank=0, size=2, heartbeat_dir=d)  # timeout 0: no thread
     w.kick(12)
     w.entering_step()  # rank 0 waits in step 13
@@ -60,7 +61,7 @@ def test_rank_that_never_entered_the_step_is_the_laggard():
 
 
 def test_laggard_still_inside_a_step_the_others_finished_is_named_as_such(tmp_path):
-    d = tmp_path / watchdog.HEARTBEATS
+    d = RunDir(tmp_path).heartbeats
     w = watchdog.Watchdog(timeout=0, rank=0, size=2, heartbeat_dir=d)
     w.kick(8)
     w.entering_step()  # rank 0 is in step 9
@@ -70,7 +71,7 @@ def test_laggard_still_inside_a_step_the_others_finished_is_named_as_such(tmp_pa
 
 
 def test_every_rank_has_a_heartbeat_from_the_start_and_unseen_ranks_are_named(tmp_path):
-    d = tmp_path / watchdog.HEARTBEATS
+    d = RunDir(tmp_path).heartbeats
     w = watchdog.Watchdog(timeout=30, rank=1, size=3, heartbeat_dir=d)  # not armed: no step yet
     assert json.loads((d / "rank-00001").read_text())["step"] == 0
     w.stop()
@@ -84,7 +85,7 @@ def test_every_rank_has_a_heartbeat_from_the_start_and_unseen_ranks_are_named(tm
 
 def test_rank_frozen_before_its_first_step_is_named(tmp_path):
     """The CI case: rank 1 SIGSTOPped a few steps in, before its thread's first periodic beat."""
-    d = tmp_path / watchdog.HEARTBEATS
+    d = RunDir(tmp_path).heartbeats
     code = ("import sys, time; from pathlib import Path; from hvdtrain.cluster.watchdog import Watchdog; "
             "Watchdog(4, 1, 2, Path(sys.argv[1])); print('up', flush=True); time.sleep(120)")
     peer = subprocess.Popen([sys.executable, "-c", code, str(d)], stdout=subprocess.PIPE, text=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import typing
+from pathlib import PurePath
 from typing import Any
 
 import typer
@@ -51,6 +52,31 @@ def parameters(*classes) -> list[inspect.Parameter]:
             params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=opt,
                                             annotation=kind))
     return params
+
+
+def values(config) -> dict[str, Any]:
+    """Every flag of a config instance (nested groups included) as ``{--spelling: value}``, in
+    JSON's types: what ``run_config.json`` and each checkpoint keep of how a run was made."""
+    out = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            out.update(values(value))
+        elif "flags" in f.metadata:
+            out[f.metadata["flags"][0].split("/")[0]] = str(value) if isinstance(value, PurePath) else value
+    return out
+
+
+def changed(config) -> dict[str, Any]:
+    """The flags of ``config`` whose value is not their declared default (required ones included)."""
+    defaults = {f.metadata["flags"][0].split("/")[0]: f.default for f, _ in _fields(type(config))}
+    return {k: v for k, v in values(config).items() if v != defaults.get(k)}
+
+
+def difference(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """``--flag old -> new`` for each flag whose value differs between two ``values()``."""
+    return [f"{k} {before.get(k)} -> {now.get(k)}" for k in sorted(set(before) | set(now))
+            if before.get(k) != now.get(k)]
 
 
 def build(cls, values: dict):

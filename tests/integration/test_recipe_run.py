@@ -79,6 +79,8 @@ def test_curves_picture_and_report(lars_run):
     assert (model / "curves.png").stat().st_mtime_ns > before
     assert re.search(r"target 0\.76 reached at epoch [\d.]+, time-to-train [\d,.]+ s", res.stdout)
     assert "recipe mlperf (lars, poly2)" in res.stdout and "best top-1" in res.stdout
+    assert re.search(r"made with: hvdtrain train .*--recipe mlperf .*--no-random-flip .*\(2 rank\(s\)\)",
+                     res.stdout), res.stdout
     assert run(["report", model.parent / "nothing"]).returncode == 1
 
 

@@ -37,6 +37,10 @@ def test_plan_is_printed_before_step_one_and_report_is_complete(trained):
                 "epochs", "final_loss", "precision"):
         assert key in rep
     assert rep["num_ranks"] == 2 and rep["global_batch_size"] == 128 and rep["images_per_second"] > 0
+    made = json.loads((model_dir / "run_config.json").read_text())  # how the run was made
+    assert made["num_ranks"] == 2 and made["plan"]["train_steps"] == 165
+    assert made["changed"]["--model"] == "resnet18" and made["changed"]["--random-flip"] is False
+    assert made["flags"]["--seed"] == 0 and "--seed" not in made["changed"]
 
 
 def test_ranks_hold_identical_weights(trained):
@@ -76,6 +80,7 @@ def test_resume_from_two_ranks_on_one(trained, demo_records, tmp_path):
     res = run(["train", "--data-dir", demo_records, "--model-dir", model_dir, *DEMO])
     assert res.returncode == 0, res.stderr
     assert "resumed from" in res.stdout and "step 150" in res.stdout
+    assert f"resumed with changed settings: --model-dir {trained[0]} -> {model_dir}" in res.stdout
     rep = json.loads((model_dir / "train_report.json").read_text())
     assert rep["start_step"] == 150 and rep["steps_this_run"] == 15 and rep["num_ranks"] == 1
     assert (model_dir / "checkpoints" / "ckpt-00000165").is_dir()

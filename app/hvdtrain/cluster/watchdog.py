@@ -26,8 +26,6 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-HEARTBEATS = ".heartbeats"
-
 
 class Watchdog:
     def __init__(self, timeout: float, rank: int, size: int = 1, heartbeat_dir: Path | None = None,

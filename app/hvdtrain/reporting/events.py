@@ -15,17 +15,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from hvdtrain import atomic
+from hvdtrain.reporting.results import EvalResult, TrainReport
+from hvdtrain.run_dir import RunDir
 
-REPORT = "train_report.json"
-HISTORY = "history.json"
-CURVES = "curves.png"
 DRAW_EVERY_SECONDS = 30.0
-
-
-def seed_line(res: dict) -> str:
-    """The seed's closing line, e.g. ``Top-1 accuracy = 0.75232, Top-5 accuracy = 0.9241, ...``."""
-    return (f"Top-1 accuracy = {res['top1']:.5g}, Top-5 accuracy = {res['top5']:.5g}, "
-            f"loss = {res['loss']:.5g}, global_step = {res['global_step']}")
 
 
 @dataclass
@@ -41,7 +34,7 @@ class History:
     def load(cls, model_dir: Path, upto_step: int | None = None) -> History:
         """The saved history, cut at ``upto_step`` (the checkpoint a resumed run starts from)."""
         try:
-            raw = json.loads((Path(model_dir) / HISTORY).read_text())
+            raw = json.loads((RunDir(model_dir).history).read_text())
         except (OSError, ValueError):
             return cls()
         keep = (lambda e: e["step"] <= upto_step) if upto_step is not None else (lambda e: True)
@@ -64,7 +57,7 @@ class Events:
         self.t0 = time.perf_counter() - self.history.seconds_so_far()
         self._drawn = float("-inf")
         if rt.rank == 0:
-            self.writer = rt.tf.summary.create_file_writer(str(self.model_dir / "train"))
+            self.writer = rt.tf.summary.create_file_writer(str(RunDir(self.model_dir).tensorboard))
 
     def seconds(self) -> float:
         """Training seconds since the first run started (earlier runs included)."""
@@ -101,34 +94,34 @@ class Events:
         from hvdtrain.reporting import curves
 
         try:
-            atomic.write_json(self.model_dir / HISTORY, asdict(self.history))
+            atomic.write_json(RunDir(self.model_dir).history, asdict(self.history))
             if final or time.perf_counter() - self._drawn >= DRAW_EVERY_SECONDS:
-                curves.draw(self.history, self.model_dir / CURVES)
+                curves.draw(self.history, RunDir(self.model_dir).curves)
                 self._drawn = time.perf_counter()
         except (OSError, RuntimeError, ValueError) as exc:
-            self.log(f"WARNING: could not write {self.model_dir / HISTORY} or {CURVES}: {exc}")
+            self.log(f"WARNING: could not write {RunDir(self.model_dir).history} or curves.png: {exc}")
 
-    def evaluation(self, result: dict, epoch: float, next_block_epochs: float | None = None) -> None:
-        self.log(seed_line(result))
-        self.history.evals.append({"step": result["global_step"], "epoch": round(epoch, 4),
-                                   "top1": result["top1"], "top5": result["top5"],
+    def evaluation(self, result: EvalResult, epoch: float, next_block_epochs: float | None = None) -> None:
+        self.log(result.seed_line())
+        self.history.evals.append({"step": result.global_step, "epoch": round(epoch, 4),
+                                   "top1": result.top1, "top5": result.top5,
                                    "seconds": round(self.seconds(), 3)})
         if self.mlperf:
-            self.mlperf.evaluation(max(1, round(epoch)), result["top1"], next_block_epochs)
+            self.mlperf.evaluation(max(1, round(epoch)), result.top1, next_block_epochs)
         if self.writer:
-            with self.writer.as_default(step=result["global_step"]):
-                self.rt.tf.summary.scalar("eval_top1", result["top1"])
+            with self.writer.as_default(step=result.global_step):
+                self.rt.tf.summary.scalar("eval_top1", result.top1)
 
-    def report(self, report: dict, write, quiet: bool = False) -> None:
+    def report(self, report: TrainReport, write, quiet: bool = False) -> None:
         """Rank 0 writes ``train_report.json`` (through ``write``, which explains a full disk)."""
         if self.rt.rank != 0:
             return
-        write(self.model_dir / REPORT, lambda p: atomic.write_json(p, report))
+        write(RunDir(self.model_dir).report, lambda p: atomic.write_json(p, report.to_json()))
         self.save_history()
         if quiet:
             return
-        ips = report["images_per_second"]
-        self.log(f"trained {report['steps_this_run']} steps in {report['ttt_seconds']:.1f} s "
+        ips = report.images_per_second
+        self.log(f"trained {report.steps_this_run} steps in {report.ttt_seconds:.1f} s "
                  f"(time-to-train); " + (f"{ips:,.1f} images/s global" if ips else "too few steps to time"))
 
 

@@ -12,9 +12,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from hvdtrain.run_dir import RunDir
 from hvdtrain.training.config import Plan
-
-LOG = "mlperf.log"
 
 
 class MLPerfLog:
@@ -29,7 +28,7 @@ class MLPerfLog:
         for h in list(logger.handlers):  # a second run in one process (tests) starts a new file
             logger.removeHandler(h)
             h.close()
-        logger.addHandler(logging.FileHandler(Path(model_dir) / LOG, mode="w"))
+        logger.addHandler(logging.FileHandler(RunDir(model_dir).mlperf_log, mode="w"))
         mllog.config(logger=logger, root_dir=str(Path(__file__).parent))
         self.log = mllog.get_mllogger()
         self.plan = plan

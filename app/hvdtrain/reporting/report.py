@@ -12,6 +12,7 @@ from pathlib import Path
 
 from hvdtrain.data.manifest import DataError
 from hvdtrain.reporting import curves, events
+from hvdtrain.run_dir import RunDir
 from hvdtrain.training import recipes
 from hvdtrain.training.config import ScheduleFlags, make_plan
 from hvdtrain.training.schedule import lr
@@ -21,13 +22,14 @@ def summarize(model_dir: Path) -> dict:
     model_dir = Path(model_dir)
     history = events.History.load(model_dir)
     try:
-        rep = json.loads((model_dir / events.REPORT).read_text())
+        rep = json.loads(RunDir(model_dir).report.read_text())
     except OSError:
         rep = None
     except ValueError as exc:
-        raise DataError(f"{model_dir / events.REPORT} is not valid JSON: {exc}") from None
+        raise DataError(f"{RunDir(model_dir).report} is not valid JSON: {exc}") from None
     if rep is None and not history.steps:
-        raise DataError(f"{model_dir} holds neither {events.REPORT} nor {events.HISTORY}: "
+        raise DataError(f"{model_dir} holds neither {RunDir(model_dir).report.name} nor "
+                        f"{RunDir(model_dir).history.name}: "
                         f"is it the --model-dir of `hvdtrain train`?")
     best = max(history.evals, key=lambda e: e["top1"]) if history.evals else None
     last = history.steps[-1] if history.steps else None
@@ -45,9 +47,32 @@ def summarize(model_dir: Path) -> dict:
         for key in ("target_accuracy", "reached_target", "epochs_to_target", "time_to_target_seconds"):
             if key in rep:
                 out[key] = rep[key]
+    made = _run_config(model_dir)
+    if made:
+        words = ["hvdtrain", made.get("command", "train"), *_flag_words(made.get("changed", {}))]
+        out["made_with"] = " ".join(words)
+        out["num_ranks"] = made.get("num_ranks")
     if history.steps or history.evals:
-        out["curves"] = str(curves.draw(history, model_dir / events.CURVES))
+        out["curves"] = str(curves.draw(history, RunDir(model_dir).curves))
     return out
+
+
+def _run_config(model_dir: Path) -> dict | None:
+    try:
+        return json.loads(RunDir(model_dir).run_config.read_text())
+    except (OSError, ValueError):
+        return None  # a run of an earlier version, or one that never started
+
+
+def _flag_words(changed: dict) -> list[str]:
+    """``{--flag: value}`` as a command line (a True switch alone, a False one as --no-...)."""
+    words = []
+    for k, v in changed.items():
+        if isinstance(v, bool):
+            words.append(k if v else "--no-" + k.removeprefix("--"))
+        else:
+            words += [k, str(v)]
+    return words
 
 
 def render(s: dict) -> str:
@@ -67,6 +92,8 @@ def render(s: dict) -> str:
                          f"time-to-train {s['time_to_target_seconds']:,.1f} s")
         else:
             lines.append(f"  target {s['target_accuracy']} not reached")
+    if s.get("made_with"):
+        lines.append(f"  made with: {s['made_with']} ({s.get('num_ranks')} rank(s))")
     if s.get("curves"):
         lines.append(f"  curves: {s['curves']}")
     return "\n".join(lines)

@@ -19,8 +19,8 @@ from hvdtrain import atomic
 from hvdtrain.cluster import faults
 from hvdtrain.data import manifest
 from hvdtrain.errors import HvdtrainError
+from hvdtrain.run_dir import RunDir
 
-SUBDIR = "checkpoints"
 META = "meta.json"
 PREFIX = "ckpt"
 _NAME = re.compile(r"^ckpt-(\d{8})$")
@@ -31,7 +31,7 @@ class CheckpointError(HvdtrainError, RuntimeError):
 
 
 def checkpoint_root(model_dir: str | Path) -> Path:
-    return Path(model_dir) / SUBDIR
+    return RunDir(model_dir).checkpoints
 
 
 def path_for(model_dir: str | Path, step: int) -> Path:

@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import time
 import weakref
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 from hvdtrain import atomic
 from hvdtrain.data import integrity, manifest
-from hvdtrain.reporting.events import seed_line
+from hvdtrain.reporting.results import EvalResult
+from hvdtrain.run_dir import RunDir
 from hvdtrain.training import checkpoint
 from hvdtrain.training.config import EvalConfig, ModelFlags
 
-RESULTS = "eval_results.json"
 
-
-def score(rt, net, man: manifest.Manifest, batch: int, image_size: int, crop_padding: int) -> dict:
+def score(rt, net, man: manifest.Manifest, batch: int, image_size: int, crop_padding: int) -> EvalResult:
     """Run the network over the validation split; every rank returns the same totals."""
     tf, hvd = rt.tf, rt.hvd
     from hvdtrain.engine import input_pipeline
@@ -45,8 +44,8 @@ def score(rt, net, man: manifest.Manifest, batch: int, image_size: int, crop_pad
     expected = man.validation.num_images
     if n != expected:  # a broken exactly-once guarantee must never pass silently
         raise RuntimeError(f"evaluation scored {n} images but the manifest lists {expected}")
-    return {"top1": float(totals[0] / n), "top5": float(totals[1] / n), "loss": float(totals[2] / n),
-            "num_images": n, "seconds": round(secs, 3), "images_per_second": round(n / secs, 2)}
+    return EvalResult(float(totals[0] / n), float(totals[1] / n), float(totals[2] / n), n, round(secs, 3),
+                      round(n / secs, 2))
 
 
 _EVAL_STEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -73,7 +72,8 @@ class Evaluator:
     Mid-run: every ``every_steps`` steps before the last (``due``). At the end: once, unless
     ``wanted`` is False or that step was already evaluated. ``score(step, final)`` returns the
     totals (its caller syncs BN statistics or writes results as the moment needs);
-    ``record(result, epoch, next_block_epochs)`` logs them (``Events.evaluation``)."""
+    ``record(result, epoch, next_block_epochs)`` logs them (``Events.evaluation``).
+    Both deal in ``EvalResult``."""
 
     def __init__(self, score, record, every_steps: int | None, last_step: int, steps_per_epoch: float,
                  every_epochs: float | None = None, wanted_at_end: bool = True):
@@ -88,20 +88,20 @@ class Evaluator:
     def due_at_end(self, step: int) -> bool:
         return self.wanted_at_end and self.done_at != step
 
-    def evaluate(self, step: int, final: bool = False) -> dict:
-        res = {**self.score(step, final), "global_step": step}
+    def evaluate(self, step: int, final: bool = False) -> EvalResult:
+        res = replace(self.score(step, final), global_step=step)
         self.record(res, step / self.steps_per_epoch, None if final else self.every_epochs)
         self.done_at = step
         return res
 
 
-def write_results(model_dir, res: dict) -> Path:
-    path = Path(model_dir) / RESULTS
-    atomic.write_json(path, res)
+def write_results(model_dir, res: EvalResult) -> Path:
+    path = RunDir(model_dir).eval_results
+    atomic.write_json(path, res.to_json())
     return path
 
 
-def run_eval(cfg: EvalConfig) -> dict:
+def run_eval(cfg: EvalConfig) -> EvalResult:
     """``hvdtrain eval``: restore a checkpoint, score every validation image, write results."""
     cfg.check()
     data_dir, model_dir, eval_batch_size = cfg.data.data_dir, cfg.model_dir, cfg.eval_batch_size
@@ -127,10 +127,9 @@ def run_eval(cfg: EvalConfig) -> dict:
            f"centre crop padding {net_flags.centre_crop_padding}, "
            f"{net_flags.precision}) on {man.validation.num_images} images, "
            f"{rt.size} rank(s), batch {eval_batch_size}/rank")
-    res = score(rt, net, man, eval_batch_size, net_flags.image_size, net_flags.centre_crop_padding)
-    res["global_step"] = int(meta["step"])
-    res["checkpoint"] = str(ckpt_dir)
+    res = replace(score(rt, net, man, eval_batch_size, net_flags.image_size, net_flags.centre_crop_padding),
+                  global_step=int(meta["step"]), checkpoint=str(ckpt_dir))
     if rt.rank == 0:
         write_results(model_dir, res)
-        rt.log(seed_line(res))
+        rt.log(res.seed_line())
     return res

@@ -12,16 +12,18 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from hvdtrain import atomic
+from hvdtrain import __version__, atomic, flags
 from hvdtrain.cluster import faults, runtime
 from hvdtrain.cluster.netbeat import NetBeat
-from hvdtrain.cluster.watchdog import HEARTBEATS, Watchdog
+from hvdtrain.cluster.watchdog import Watchdog
 from hvdtrain.data import integrity, manifest
 from hvdtrain.errors import HvdtrainError
 from hvdtrain.reporting.events import Events, StepLogger, StepMeter
+from hvdtrain.reporting.results import EvalResult, TargetOutcome, TrainReport
+from hvdtrain.run_dir import RunDir
 from hvdtrain.training import checkpoint, evaluate
 from hvdtrain.training.checkpoint import Checkpointer
 from hvdtrain.training.config import TrainConfig, make_plan
@@ -32,7 +34,7 @@ class TrainingError(HvdtrainError, RuntimeError):
     pass
 
 
-def run_training(cfg: TrainConfig) -> dict:
+def run_training(cfg: TrainConfig) -> TrainReport:
     """Set up, loop, finish. The loop's parts decide their own cadence: the logger, the
     checkpointer and the evaluator (``StepLogger``, ``Checkpointer``, ``Evaluator``)."""
     run = prepare(cfg)
@@ -61,7 +63,7 @@ def loop(run: Run, logger: StepLogger, checkpointer: Checkpointer, evaluator: Ev
         if evaluator.due(step):
             with run.watchdog.paused(), run.meter.paused():
                 res = evaluator.evaluate(step)
-            if run.target.reached_by(res["top1"], step, run.events.seconds()):
+            if run.target.reached_by(res.top1, step, run.events.seconds()):
                 rt.log(f"target top-1 {run.target.accuracy} reached at step {step} "
                        f"(epoch {step / plan.steps_per_epoch:.2f}): stopping")
                 last = step
@@ -109,6 +111,7 @@ def prepare(cfg: TrainConfig) -> Run:
         rt.log(line)
     if rt.rank == 0:
         _prepare_model_dir(rt, cfg.model_dir)
+        _write_run_config(cfg, plan, rt.size)
     _check_model_dir_is_shared(rt, cfg.model_dir)
     mlperf = _mlperf_log(rt, cfg, plan, data)  # init_start: before the model is built
 
@@ -131,7 +134,7 @@ def prepare(cfg: TrainConfig) -> Run:
     fault = faults.from_env()
     train_step = make_train_step(rt, net, optim, plan.label_smoothing, inject_nan_at=fault.nan_at_step,
                                  compression=cfg.gradient_compression)
-    watchdog = Watchdog(cfg.faults.stall_timeout, rt.rank, rt.size, cfg.model_dir / HEARTBEATS,
+    watchdog = Watchdog(cfg.faults.stall_timeout, rt.rank, rt.size, RunDir(cfg.model_dir).heartbeats,
                         netbeat=NetBeat.start(rt) if cfg.faults.stall_timeout > 0 else None)
     if mlperf:
         mlperf.run_start(int(start / plan.steps_per_epoch) + 1,
@@ -147,15 +150,15 @@ def _evaluator(run: Run) -> Evaluator:
     checkpoint, which averaged them) writes eval_results.json."""
     cfg, plan = run.cfg, run.plan
 
-    def score(step: int, final: bool) -> dict:
+    def score(step: int, final: bool) -> EvalResult:
         if not final:
             run.state.sync_bn_statistics()
         res = evaluate.score(run.rt, run.net, run.data, cfg.eval_batch_size, cfg.net.image_size,
                              cfg.net.centre_crop_padding)
         if final:
-            res = {**res, "global_step": step, "checkpoint": str(checkpoint.path_for(cfg.model_dir, step))}
+            res = replace(res, global_step=step, checkpoint=str(checkpoint.path_for(cfg.model_dir, step)))
             if run.rt.rank == 0:
-                _write_or_explain(cfg.model_dir / evaluate.RESULTS,
+                _write_or_explain(RunDir(cfg.model_dir).eval_results,
                                   lambda p: evaluate.write_results(cfg.model_dir, res))
         return res
 
@@ -164,29 +167,28 @@ def _evaluator(run: Run) -> Evaluator:
                      cfg.eval_every_epochs, wanted_at_end=bool(cfg.eval_at_end or cfg.target_accuracy))
 
 
-def finish(run: Run, last: int, xent: float, checkpointer: Checkpointer, evaluator: Evaluator) -> dict:
+def finish(run: Run, last: int, xent: float, checkpointer: Checkpointer,
+           evaluator: Evaluator) -> TrainReport:
     """The last checkpoint, the report, the final evaluation, the MLPerf run_stop."""
     rt, cfg, plan, target = run.rt, run.cfg, run.plan, run.target
     seconds, images_per_second = run.meter.totals(last - run.start_step)
     checkpointer.final(last)  # averages the BN statistics first
-    report = {
-        "ttt_seconds": round(seconds, 3),
-        "images_per_second": round(images_per_second, 2) if images_per_second else None,
-        "global_batch_size": plan.global_batch, "num_ranks": rt.size, "recipe": plan.recipe,
-        "train_steps": plan.train_steps, "steps_this_run": last - run.start_step, "last_step": last,
-        "start_step": run.start_step, "epochs": round(plan.epochs, 3), "final_loss": xent,
-        "precision": cfg.net.precision, "skipped_steps": run.bad.count, "model": cfg.net.model,
-        "image_size": cfg.net.image_size, "plan": plan.as_dict(), "threads": vars(rt.threads),
-        "rank_weight_checksums": {"after_broadcast": run.checksums_at_start,
-                                  "at_end": _rank_checksums(rt, run.net.variables + run.optim.variables)},
-    }
-    report.update(target.report(run.events.history))
+    report = TrainReport(
+        ttt_seconds=round(seconds, 3),
+        images_per_second=round(images_per_second, 2) if images_per_second else None,
+        global_batch_size=plan.global_batch, num_ranks=rt.size, recipe=plan.recipe,
+        train_steps=plan.train_steps, steps_this_run=last - run.start_step, last_step=last,
+        start_step=run.start_step, epochs=round(plan.epochs, 3), final_loss=xent,
+        precision=cfg.net.precision, skipped_steps=run.bad.count, model=cfg.net.model,
+        image_size=cfg.net.image_size, plan=plan.as_dict(), threads=vars(rt.threads),
+        rank_weight_checksums={"after_broadcast": run.checksums_at_start,
+                               "at_end": _rank_checksums(rt, run.net.variables + run.optim.variables)})
+    target.fill(report, run.events.history)
     run.events.report(report, _write_or_explain)
     if evaluator.due_at_end(last) and target.step != last:
-        res = evaluator.evaluate(last, final=True)
-        target.reached_by(res["top1"], last, run.events.seconds())
-        report["eval"] = res
-        report.update(target.report(run.events.history))
+        report.eval = evaluator.evaluate(last, final=True)
+        target.reached_by(report.eval.top1, last, run.events.seconds())
+        target.fill(report, run.events.history)
         run.events.report(report, _write_or_explain, quiet=True)  # now with the final evaluation
     if run.mlperf:
         run.mlperf.run_stop(target.step is not None or cfg.target_accuracy is None)
@@ -208,16 +210,17 @@ class Target:
         self.step, self.seconds = step, seconds
         return True
 
-    def report(self, history) -> dict:
+    def fill(self, report: TrainReport, history) -> None:
+        """The report's evaluations, best top-1 and (with a target) the outcome."""
         evals = history.evals
-        best = max(evals, key=lambda e: e["top1"]) if evals else None
-        out = {"evaluations": evals, "best_top1": best["top1"] if best else None}
+        report.evaluations = evals
+        report.best_top1 = max(e["top1"] for e in evals) if evals else None
         if self.accuracy is not None:
             hit = self.step is not None
-            out.update(target_accuracy=self.accuracy, reached_target=hit, steps_to_target=self.step,
-                       epochs_to_target=round(self.step / self.plan.steps_per_epoch, 3) if hit else None,
-                       time_to_target_seconds=round(self.seconds, 3) if hit else None)
-        return out
+            report.target = TargetOutcome(
+                self.accuracy, hit, self.step,
+                round(self.step / self.plan.steps_per_epoch, 3) if hit else None,
+                round(self.seconds, 3) if hit else None)
 
 
 def _mlperf_log(rt, cfg: TrainConfig, plan, data):
@@ -248,7 +251,8 @@ class RunState:
         self.ckpt = rt.tf.train.Checkpoint(model=net, optimizer=optim.optimizer)
         self.fingerprint = fingerprint
         self.meta = {"model": vars(cfg.net), "num_classes": num_classes,
-                     "data": fingerprint, "global_batch": global_batch, "num_ranks": rt.size}
+                     "data": fingerprint, "global_batch": global_batch, "num_ranks": rt.size,
+                     "flags": flags.values(cfg)}
 
     def restore(self) -> None:
         found = checkpoint.latest(self.cfg.model_dir)
@@ -265,6 +269,9 @@ class RunState:
                                 f"not --model {self.cfg.net.model}")
         self.ckpt.read(checkpoint.tf_prefix(path)).assert_existing_objects_matched()
         self.rt.log(f"resumed from {path} (step {meta['step']}, saved by {meta.get('num_ranks')} rank(s))")
+        before = meta.get("flags")  # checkpoints of earlier versions have none
+        if before and (changed := flags.difference(before, self.meta["flags"])):
+            self.rt.log(f"resumed with changed settings: {'; '.join(changed)}")
 
     def sync_bn_statistics(self) -> None:
         """BN moving mean/variance are updated from each rank's own batches; average them so the
@@ -333,7 +340,15 @@ def _prepare_model_dir(rt, model_dir: Path) -> None:
     for p in checkpoint.remove_partial(model_dir):
         rt.log(f"removed unfinished checkpoint {p}")
     # Of an earlier run. Ranks write theirs only after the broadcast that follows this, so none is lost.
-    shutil.rmtree(model_dir / HEARTBEATS, ignore_errors=True)
+    shutil.rmtree(RunDir(model_dir).heartbeats, ignore_errors=True)
+
+
+def _write_run_config(cfg: TrainConfig, plan, num_ranks: int) -> None:
+    """Rank 0: how this run was made (every flag, the ones set, the plan), for `hvdtrain report`."""
+    made = {"command": "train", "hvdtrain": __version__, "num_ranks": num_ranks,
+            "changed": flags.changed(cfg), "flags": flags.values(cfg), "plan": plan.as_dict()}
+    target = RunDir(cfg.model_dir).run_config
+    _write_or_explain(target, lambda p: atomic.write_json(p, made))
 
 
 def _check_model_dir_is_shared(rt, model_dir: Path) -> None:
@@ -343,7 +358,7 @@ def _check_model_dir_is_shared(rt, model_dir: Path) -> None:
         return
     token = rt.hvd.broadcast_object(f"{os.getpid()}-{time.time_ns()}" if rt.rank == 0 else None,
                                     root_rank=0)
-    path = model_dir / ".hvdtrain-run"
+    path = RunDir(model_dir).shared_token
     if rt.rank == 0:
         atomic.write_bytes(path, token.encode())
     rt.hvd.allgather_object(rt.rank)  # a barrier: the token is written before anyone reads it
