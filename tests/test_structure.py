@@ -193,3 +193,39 @@ def test_the_training_loop_fits_on_a_screen():
                 long[f"{path.stem}.{node.name}"] = node.end_lineno - node.lineno + 1
     assert long["train.loop"] <= 40 and long["train.run_training"] <= 40, long
     assert {k: n for k, n in long.items() if n > 60} == {}
+
+
+def _config_classes():
+    from hvdtrain.cluster.topology import ThreadFlags
+    from hvdtrain.data.index import IndexConfig
+    from hvdtrain.training import config as c
+
+    data = c.DataFlags(data_dir=Path("/d"))
+    return {ThreadFlags: {}, c.FaultFlags: {}, c.DataFlags: {"data_dir": Path("/d")}, c.ModelFlags: {},
+            c.OptimizerFlags: {}, c.ScheduleFlags: {}, TrainConfig: {"data": data, "model_dir": Path("/m")},
+            EvalConfig: {"data": data, "model_dir": Path("/m")},
+            PrepConfig: {"raw_data_dir": Path("/r"), "output_dir": Path("/o")},
+            IndexConfig: {"data_dir": Path("/d")}, BenchConfig: {}}
+
+
+def test_every_declared_choice_and_bound_is_enforced_when_a_config_is_built():
+    """One declaration per flag: a value outside its choices or bounds is refused, by flag name,
+    by the config itself (so no entry point can forget the check)."""
+    from hvdtrain.errors import ConfigError
+
+    checked = 0
+    for cls, required in _config_classes().items():
+        cls(**required)  # the defaults pass
+        for f in dataclasses.fields(cls):
+            meta = f.metadata
+            if "flags" not in meta or (meta["choices"] is None and meta["bounds"][:2] == (None, None)):
+                continue
+            low, high, open_low, _ = meta["bounds"]
+            if meta["choices"]:
+                bad = "nope"
+            else:
+                bad = (low if open_low else low - 1) if low is not None else high + 1
+            with pytest.raises(ConfigError, match=re.escape(f"{meta['flags'][0].split('/')[0]} {bad}")):
+                cls(**{**required, f.name: bad})
+            checked += 1
+    assert checked >= 30, checked

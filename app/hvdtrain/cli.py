@@ -36,6 +36,12 @@ def _fail(msg: str, code: int = 1):
     raise typer.Exit(code)
 
 
+def _build(cls, values: dict):
+    """The command's config from its parsed flags; a flag outside its choices or bounds is one
+    clear error (``flags.Validated``)."""
+    return _call(build, cls, values)
+
+
 def _call(fn, *args, **kw):
     try:
         return fn(*args, **kw)
@@ -82,10 +88,7 @@ def prep(**values):
     `mpirun -np N` each rank writes a disjoint set of shards."""
     from hvdtrain.data.prep import run_prep
 
-    cfg = build(PrepConfig, values)
-    if cfg.workers is not None and cfg.workers < 1:
-        _fail(f"--workers {cfg.workers} must be at least 1")
-    _call(run_prep, cfg)
+    _call(run_prep, _build(PrepConfig, values))
 
 
 @command(app, "index", IndexConfig, extra=[
@@ -99,10 +102,7 @@ def index(data_dir: Path, **values):
     across ranks under mpirun) for counts, sha256, labels and synsets. Never writes to the shards."""
     from hvdtrain.data.index import run_index
 
-    cfg = build(IndexConfig, {**values, "data_dir": data_dir})
-    if cfg.workers is not None and cfg.workers < 1:
-        _fail(f"--workers {cfg.workers} must be at least 1")
-    _call(run_index, cfg)
+    _call(run_index, _build(IndexConfig, {**values, "data_dir": data_dir}))
 
 
 @app.command()
@@ -133,7 +133,7 @@ def train(use_tpu: str, **values):
     _no_tpu(use_tpu, "trains")
     from hvdtrain.training.train import run_training
 
-    _call(run_training, build(TrainConfig, values))
+    _call(run_training, _build(TrainConfig, values))
 
 
 @command(app, "eval", EvalConfig, extra=[UseTpu])
@@ -144,7 +144,7 @@ def eval_cmd(use_tpu: str, **values):
     _no_tpu(use_tpu, "evaluates")
     from hvdtrain.training.evaluate import run_eval
 
-    _call(run_eval, build(EvalConfig, values))
+    _call(run_eval, _build(EvalConfig, values))
 
 
 @command(app, "bench", BenchConfig, extra=[
@@ -162,7 +162,7 @@ def bench(eval_mode: bool, prep_mode: bool, as_json: bool, **values):
 
     if eval_mode and prep_mode:
         _fail("--eval and --prep are alternatives")
-    cfg = build(BenchConfig, values)
+    cfg = _build(BenchConfig, values)
     cfg.mode = "eval" if eval_mode else "prep" if prep_mode else "train"
     res = _call(run_bench, cfg)
     from hvdtrain.cluster.world import world
@@ -177,8 +177,8 @@ def bench(eval_mode: bool, prep_mode: bool, as_json: bool, **values):
                    f"with 1 worker, {res['images_per_second']:,.1f} with {res['workers']} "
                    f"(scaling efficiency {res['scaling_efficiency']:.0%})")
         return
-    typer.echo(f"{cfg.mode} {cfg.impl} {cfg.model} @{cfg.image_size}px batch {cfg.batch_size}/rank "
-               f"{cfg.precision}, "
+    typer.echo(f"{cfg.mode} {cfg.impl} {cfg.net.model} @{cfg.net.image_size}px batch {cfg.batch_size}/rank "
+               f"{cfg.net.precision}, "
                f"{res['num_ranks']} rank(s): {res['images_per_second']:,.2f} images/s global "
                f"(windows {res['window_rates_per_rank']} per rank)")
     typer.echo(f"  step {res['step_ms']} ms: input wait {res['input_wait_ms_per_step']} ms"

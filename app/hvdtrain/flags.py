@@ -18,12 +18,52 @@ import typer
 REQUIRED = dataclasses.MISSING  # a flag the user must give
 
 
-def flag(default: Any = REQUIRED, *names: str, help: str, metavar: str | None = None):
-    """A config field that is also a CLI option (``names``: every accepted spelling)."""
-    meta = {"flags": names, "help": help, "metavar": metavar}
+def flag(default: Any = REQUIRED, *names: str, help: str, metavar: str | None = None,
+         choices: tuple | None = None, low: float | None = None, high: float | None = None,
+         open_low: bool = False, open_high: bool = False):
+    """A config field that is also a CLI option (``names``: every accepted spelling), with the
+    values it takes: ``choices``, or bounds ``low``/``high`` (closed unless ``open_*``). A
+    ``Validated`` config checks them when it is built; None (an unset optional flag) always passes."""
+    meta = {"flags": names, "help": help, "metavar": metavar, "choices": choices,
+            "bounds": (low, high, open_low, open_high)}
     if isinstance(default, list | dict):
         raise TypeError("mutable defaults need a factory")
     return dataclasses.field(default=default, metadata=meta)
+
+
+def problem(f: dataclasses.Field, value) -> str | None:
+    """Why ``value`` is not one that field ``f`` declares, naming the flag; None when it is."""
+    if value is None or "flags" not in f.metadata:
+        return None
+    name = f.metadata["flags"][0].split("/")[0]
+    choices, (low, high, open_low, open_high) = f.metadata["choices"], f.metadata["bounds"]
+    if choices is not None and value not in choices:
+        return f"{name} {value}: choose one of {', '.join(map(str, choices))}"
+    below = low is not None and (value <= low if open_low else value < low)
+    above = high is not None and (value >= high if open_high else value > high)
+    if not (below or above):
+        return None
+    if high is not None:
+        left, right = "(" if open_low else "[", ")" if open_high else "]"
+        return f"{name} {value} must be in {left}{low:g}, {high:g}{right}"
+    if open_low:
+        return f"{name} {value} must be positive" if low == 0 else f"{name} {value} must be above {low:g}"
+    return f"{name} {value} must be 0 or more" if low == 0 else f"{name} {value} must be at least {low:g}"
+
+
+class Validated:
+    """Base of the config dataclasses: building one checks every flag's declared choices and
+    bounds, so no entry point can forget to (``check()`` keeps the rules that span flags)."""
+
+    def __post_init__(self):
+        from hvdtrain.errors import ConfigError
+
+        for f in dataclasses.fields(self):
+            if why := problem(f, getattr(self, f.name)):
+                raise ConfigError(why)
+
+    def check(self) -> None:
+        """The rules that span several flags (none unless a config says so)."""
 
 
 def _fields(cls) -> list[tuple[dataclasses.Field, Any]]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hvdtrain.cluster.world import world
-from hvdtrain.flags import flag
+from hvdtrain.flags import Validated, flag
 
 # CPU features for which TensorFlow's Linux wheels turn oneDNN on by themselves
 # (DefaultOneDnnPolicy, tensorflow/core/util/util.cc).
@@ -57,16 +57,16 @@ def cores_per_rank() -> int:
 
 
 @dataclass
-class ThreadFlags:
+class ThreadFlags(Validated):
     """The per-process thread flags of train, eval and bench; ``decide`` turns them into settings."""
 
-    num_intra_threads: int | None = flag(None, "--num-intra-threads", "--num_intra_threads",
+    num_intra_threads: int | None = flag(None, "--num-intra-threads", "--num_intra_threads", low=1,
                                          help="Intra-op threads per rank (seed: 22). Default: this "
                                               "rank's cores.")
-    num_inter_threads: int | None = flag(None, "--num-inter-threads", "--num_inter_threads",
+    num_inter_threads: int | None = flag(None, "--num-inter-threads", "--num_inter_threads", low=1,
                                          help="Inter-op threads per rank (seed: 2). Default: 2 on "
                                               ">=8 cores, else 1.")
-    kmp_blocktime: int | None = flag(None, "--kmp-blocktime", "--kmp_blocktime",
+    kmp_blocktime: int | None = flag(None, "--kmp-blocktime", "--kmp_blocktime", low=0,
                                      help="KMP_BLOCKTIME in ms (seed: 1). Default: $KMP_BLOCKTIME or 1.")
     kmp_affinity: str | None = flag(None, "--kmp-affinity", "--kmp_affinity",
                                     help="KMP_AFFINITY. Default: $KMP_AFFINITY or "

@@ -18,7 +18,7 @@ from hvdtrain import atomic
 from hvdtrain.cluster import topology
 from hvdtrain.data import manifest, records
 from hvdtrain.data.pool import Comm, gather_results, run_jobs
-from hvdtrain.flags import flag
+from hvdtrain.flags import Validated, flag
 from hvdtrain.progress import Progress
 
 
@@ -27,13 +27,14 @@ class IndexingError(manifest.DataError):
 
 
 @dataclass
-class IndexConfig:
+class IndexConfig(Validated):
     data_dir: Path  # the positional DATA_DIR
     manifest: Path | None = flag(None, "--manifest",
                                  help="Write the manifest here instead of DATA_DIR/manifest.json "
                                       "(for a read-only DATA_DIR). Pass the same --manifest to "
                                       "verify, train, eval and bench.")
-    workers: int | None = flag(None, "--workers", help="Processes per rank. Default: this rank's cores.")
+    workers: int | None = flag(None, "--workers", low=1,
+                               help="Processes per rank. Default: this rank's cores.")
     progress: bool = flag(True, "--progress/--no-progress", help="Show progress.")
 
 

@@ -24,7 +24,7 @@ from hvdtrain.data import manifest, records
 from hvdtrain.data.images import BadImage, normalise
 from hvdtrain.data.pool import Comm, gather_results, run_jobs
 from hvdtrain.errors import HvdtrainError
-from hvdtrain.flags import REQUIRED, flag
+from hvdtrain.flags import REQUIRED, Validated, flag
 from hvdtrain.progress import Progress
 
 STATE_DIR = ".prep-state"  # per-shard completion notes, removed once the manifest is written
@@ -43,7 +43,7 @@ class Item:
 
 
 @dataclass
-class PrepConfig:
+class PrepConfig(Validated):
     raw_data_dir: Path = flag(REQUIRED, "--raw-data-dir", "--raw_data_dir",
                               help="Raw tree: train/<wnid>/* and validation/*.")
     output_dir: Path = flag(REQUIRED, "--output-dir", "--local-scratch-dir", "--local_scratch_dir",
@@ -57,7 +57,7 @@ class PrepConfig:
     validation_shards: int = flag(128, "--validation-shards", "--validation_shards",
                                   help="Number of validation shards.")
     seed: int = flag(0, "--seed", help="Seed of the training-list shuffle (mixes classes).")
-    workers: int | None = flag(None, "--workers",
+    workers: int | None = flag(None, "--workers", low=1,
                                help="Processes per rank. Default: this rank's cores.")
     skip_bad: bool = flag(False, "--skip-bad", "--skip_bad",
                           help="Skip unreadable images and list them in OUT/skipped.txt.")

@@ -19,32 +19,34 @@ from pathlib import Path
 
 from hvdtrain.cluster import topology
 from hvdtrain.cluster.topology import ThreadFlags
-from hvdtrain.flags import flag
-from hvdtrain.training.config import COMPRESSIONS, PRECISIONS, FaultFlags
+from hvdtrain.flags import Validated, flag
+from hvdtrain.training.config import COMPRESSIONS, FaultFlags, ModelFlags
 
 IMPLS = ("hvdtrain", "keras")
 MODES = ("train", "eval", "prep")
 
 
 @dataclass
-class BenchConfig:
+class BenchConfig(Validated):
+    """`hvdtrain bench`: the network flags are train's own (``ModelFlags``), so a bench measures
+    what a training run with the same flags would run."""
+
     mode: str = "train"           # set by --eval / --prep
-    impl: str = flag("hvdtrain", "--impl", help="hvdtrain | keras (the tf.keras.applications "
-                                                "ResNet50 + DistributedGradientTape baseline).")
-    model: str = flag("resnet50", "--model", help="Network (hvdtrain's ResNet family).")
-    image_size: int = flag(224, "--image-size", help="Input side in pixels.")
-    batch_size: int = flag(32, "--batch-size", help="Batch PER RANK.")
-    precision: str = flag("fp32", "--precision", help="fp32 | bf16 | bf32.")
+    impl: str = flag("hvdtrain", "--impl", choices=IMPLS,
+                     help="hvdtrain | keras (the tf.keras.applications ResNet50 + "
+                          "DistributedGradientTape baseline).")
+    net: ModelFlags = field(default_factory=ModelFlags)
+    batch_size: int = flag(32, "--batch-size", low=1, help="Batch PER RANK.")
     input: str = flag("synthetic", "--input",
                       help="'synthetic', or a prep output dir (real TFRecords); with --prep, a raw "
                            "tree (default: synthetic 500x375 JPEGs).")
     manifest: Path | None = flag(None, "--manifest",
                                  help="The --input data set's manifest.json, where it is not in the "
                                       "data dir.")
-    gradient_compression: str = flag("none", "--gradient-compression",
+    gradient_compression: str = flag("none", "--gradient-compression", choices=COMPRESSIONS,
                                      help="none | fp16 (what the gradients cross the network as).")
-    steps: int = flag(5, "--steps", help="Steps per timed window.")
-    windows: int = flag(3, "--windows", help="Timed windows; the median is reported.")
+    steps: int = flag(5, "--steps", low=1, help="Steps per timed window.")
+    windows: int = flag(3, "--windows", low=1, help="Timed windows; the median is reported.")
     warmup: int = flag(3, "--warmup", help="Untimed steps first (graph tracing).")
     peak: bool = flag(True, "--peak/--no-peak", help="Also measure the matmul peak (fp32 and bf16).")
     prep_images: int = flag(1000, "--prep-images", help="Synthetic images for --prep.")
@@ -55,19 +57,8 @@ class BenchConfig:
 
         if self.mode not in MODES:
             raise ConfigError(f"--mode {self.mode}: choose one of {', '.join(MODES)}")
-        if self.impl not in IMPLS:
-            raise ConfigError(f"--impl {self.impl}: choose one of {', '.join(IMPLS)}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"--precision {self.precision}: choose one of {', '.join(PRECISIONS)}")
-        if self.gradient_compression not in COMPRESSIONS:
-            raise ConfigError(f"--gradient-compression {self.gradient_compression}: choose one of "
-                              f"{', '.join(COMPRESSIONS)}")
-        if self.impl == "keras" and (self.model != "resnet50" or self.mode != "train"):
+        if self.impl == "keras" and (self.net.model != "resnet50" or self.mode != "train"):
             raise ConfigError("--impl keras is the ResNet-50 training baseline only")
-        for name, v in (("--steps", self.steps), ("--windows", self.windows),
-                         ("--batch-size", self.batch_size)):
-            if v < 1:
-                raise ConfigError(f"{name} {v} must be at least 1")
 
 
 def run_bench(cfg: BenchConfig) -> dict:
@@ -76,7 +67,7 @@ def run_bench(cfg: BenchConfig) -> dict:
         return bench_prep(cfg)
     from hvdtrain.cluster import runtime
 
-    rt = runtime.start(cfg.threads, cfg.precision, FaultFlags().stall_timeout,
+    rt = runtime.start(cfg.threads, cfg.net.precision, FaultFlags().stall_timeout,
                        tf_defaults=cfg.impl == "keras")
     tf = rt.tf
     result = {"config": {k: v for k, v in asdict(cfg).items() if k != "threads"},
@@ -106,7 +97,7 @@ def run_bench(cfg: BenchConfig) -> dict:
     result["gflops_per_image"] = round(flops_per_image / 1e9, 2)
     result["achieved_gflops_per_rank"] = round(per_rank * flops_per_image / 1e9, 1)
     if cfg.peak:
-        peak = result["peak_gflops"]["fp32" if cfg.precision == "fp32" else "bf16"]
+        peak = result["peak_gflops"]["fp32" if cfg.net.precision == "fp32" else "bf16"]
         if peak:
             result["share_of_peak"] = round(result["achieved_gflops_per_rank"] / peak, 3)
     return result
@@ -121,12 +112,12 @@ def _network(rt, cfg: BenchConfig):
         num_classes = manifest.load(cfg.input, cfg.manifest).num_classes
     if cfg.impl == "keras":
         net = tf.keras.applications.ResNet50(weights=None, classes=num_classes,
-                                             input_shape=(cfg.image_size, cfg.image_size, 3),
+                                             input_shape=(cfg.net.image_size, cfg.net.image_size, 3),
                                              classifier_activation=None)
     else:
         from hvdtrain.engine.model import build_resnet
 
-        net = build_resnet(cfg.model, num_classes, cfg.image_size)
+        net = build_resnet(cfg.net.model, num_classes, cfg.net.image_size)
     return net, num_classes
 
 
@@ -164,17 +155,17 @@ def _input(rt, cfg: BenchConfig, num_classes: int):
     from hvdtrain.engine import input_pipeline
 
     if cfg.input == "synthetic":
-        ds = input_pipeline.synthetic_dataset(cfg.batch_size, cfg.image_size, num_classes)
+        ds = input_pipeline.synthetic_dataset(cfg.batch_size, cfg.net.image_size, num_classes)
     elif cfg.mode == "eval":
         man = manifest.load(cfg.input, cfg.manifest)
         ds, _ = input_pipeline.eval_dataset(man, rt.rank, rt.size, cfg.batch_size,
-                                            cfg.image_size)
+                                            cfg.net.image_size)
         ds = ds.map(lambda images, labels, mask: (images, labels)).repeat()
     else:
         man = manifest.load(cfg.input, cfg.manifest)
         ds = input_pipeline.train_dataset(man, rt.rank, rt.size, cfg.batch_size,
-                                          cfg.image_size)
-    if cfg.precision == "bf16" and cfg.input == "synthetic":
+                                          cfg.net.image_size)
+    if cfg.net.precision == "bf16" and cfg.input == "synthetic":
         ds = ds.map(lambda images, labels: (rt.tf.cast(images, rt.tf.bfloat16), labels))
     return iter(ds)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from hvdtrain.cluster.topology import ThreadFlags
 from hvdtrain.errors import ConfigError
-from hvdtrain.flags import REQUIRED, flag
+from hvdtrain.flags import REQUIRED, Validated, flag
 from hvdtrain.training import recipes
 
 MODELS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
@@ -35,17 +35,11 @@ def crop_padding_for(image_size: int) -> int:
     return round(image_size * (1 / CENTRE_CROP_FRACTION - 1))
 
 
-def _positive(*flags: tuple[str, float | None]) -> None:
-    for name, v in flags:
-        if v is not None and v <= 0:
-            raise ConfigError(f"{name} {v} must be positive")
-
-
 @dataclass
-class FaultFlags:
+class FaultFlags(Validated):
     """How a run meets stalled ranks and damaged data (train and eval)."""
 
-    stall_timeout: int = flag(60, "--stall-timeout",
+    stall_timeout: int = flag(60, "--stall-timeout", low=0,
                               help="Seconds without a finished training step before the job stops "
                                    "with an error naming the stalled rank (0 = never).")
     skip_corrupt_shards: bool = flag(False, "--skip-corrupt-shards",
@@ -54,7 +48,7 @@ class FaultFlags:
 
 
 @dataclass
-class DataFlags:
+class DataFlags(Validated):
     data_dir: Path = flag(REQUIRED, "--data-dir", "--data_dir",
                           help="TFRecord shards: the output of `hvdtrain prep` or `hvdtrain index`.")
     manifest: Path | None = flag(None, "--manifest",
@@ -63,18 +57,19 @@ class DataFlags:
 
 
 @dataclass
-class ModelFlags:
-    model: str = flag("resnet50", "--model", help="One of resnet18, resnet34, resnet50, resnet101, "
-                                                  "resnet152 (ResNet v1.5).")
-    image_size: int = flag(224, "--image-size", "--image_size", help="Input side in pixels.")
-    crop_padding: int | None = flag(None, "--crop-padding",
+class ModelFlags(Validated):
+    model: str = flag("resnet50", "--model", choices=MODELS,
+                      help="One of resnet18, resnet34, resnet50, resnet101, resnet152 (ResNet v1.5).")
+    image_size: int = flag(224, "--image-size", "--image_size", low=32, help="Input side in pixels.")
+    crop_padding: int | None = flag(None, "--crop-padding", low=0,
                                     help="The centre crop (eval, and train when the random crop "
                                          "fails) is image_size/(image_size + P) of the shorter "
                                          "side. Default: tensorflow/tpu's current rule, "
                                          "P = round(image_size/7), i.e. 87.5% at every size "
                                          "(224 px -> 32, 128 -> 18, 32 -> 5).")
-    bn_decay: float = flag(0.95, "--bn-decay", help="BatchNorm moving-average decay.")
-    precision: str = flag("fp32", "--precision",
+    bn_decay: float = flag(0.95, "--bn-decay", low=0, high=1, open_low=True, open_high=True,
+                           help="BatchNorm moving-average decay.")
+    precision: str = flag("fp32", "--precision", choices=PRECISIONS,
                           help="fp32 | bf16 (mixed, AMX) | bf32 (oneDNN bf16 math).")
 
     @property
@@ -82,103 +77,74 @@ class ModelFlags:
         """The padding in force: --crop-padding, else tpu's rule at this image size."""
         return crop_padding_for(self.image_size) if self.crop_padding is None else self.crop_padding
 
-    def check(self) -> None:
-        if self.model not in MODELS:
-            raise ConfigError(f"--model {self.model}: choose one of {', '.join(MODELS)}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"--precision {self.precision}: choose one of {', '.join(PRECISIONS)}")
-        if self.image_size < 32:
-            raise ConfigError(f"--image-size {self.image_size} must be at least 32")
-        if self.crop_padding is not None and self.crop_padding < 0:
-            raise ConfigError(f"--crop-padding {self.crop_padding} must be 0 or more")
-        if not 0 < self.bn_decay < 1:
-            raise ConfigError(f"--bn-decay {self.bn_decay} must be between 0 and 1")
 
 
 @dataclass
-class OptimizerFlags:
+class OptimizerFlags(Validated):
     """The optimizer and what it applies (``optim``). Unset: the recipe's (``recipes``)."""
 
-    optimizer: str | None = flag(None, "--optimizer",
+    optimizer: str | None = flag(None, "--optimizer", choices=OPTIMIZERS,
                                  help="sgd (momentum SGD) | lars (You et al.; MLPerf's). "
                                       f"Default: the recipe's (seed: {recipes.SEED.optimizer}, "
                                       "mlperf: lars).")
-    lars_eta: float = flag(0.001, "--lars-eta",
+    lars_eta: float = flag(0.001, "--lars-eta", low=0, open_low=True,
                            help="LARS trust coefficient: a layer's LR is scaled by "
                                 "eta*|w|/(|g| + wd*|w|).")
-    momentum: float | None = flag(None, "--momentum",
+    momentum: float | None = flag(None, "--momentum", low=0, high=1, open_high=True,
                                   help=f"Momentum. Default: the recipe's (seed: {recipes.SEED.momentum:g}, "
                                        "mlperf: the RCP's).")
-    weight_decay: float | None = flag(None, "--weight-decay",
+    weight_decay: float | None = flag(None, "--weight-decay", low=0,
                                       help="Weight decay on conv/dense kernels: an L2 loss term with "
                                            "sgd, inside the update with lars; never on BN or biases. "
                                            f"Default: the recipe's (seed: {recipes.SEED.weight_decay:g}, "
                                            "mlperf: the RCP's).")
-    label_smoothing: float | None = flag(None, "--label-smoothing",
+    label_smoothing: float | None = flag(None, "--label-smoothing", low=0, high=1, open_high=True,
                                          help="Label smoothing of the cross-entropy. Default: the "
                                               f"recipe's (seed: {recipes.SEED.label_smoothing:g}, "
                                               "mlperf: 0.1).")
 
-    def check(self) -> None:
-        if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"--optimizer {self.optimizer}: choose one of {', '.join(OPTIMIZERS)}")
-        if self.label_smoothing is not None and not 0 <= self.label_smoothing < 1:
-            raise ConfigError(f"--label-smoothing {self.label_smoothing} must be in [0, 1)")
-        if self.momentum is not None and not 0 <= self.momentum < 1:
-            raise ConfigError(f"--momentum {self.momentum} must be in [0, 1)")
-        if self.weight_decay is not None and self.weight_decay < 0:
-            raise ConfigError(f"--weight-decay {self.weight_decay} must be 0 or more")
-        _positive(("--lars-eta", self.lars_eta))
 
 
 @dataclass
-class ScheduleFlags:
+class ScheduleFlags(Validated):
     """Batch, length and LR curve; ``make_plan`` turns them into numbers (``schedule`` draws them).
     Unset values come from the recipe (``recipes``)."""
 
-    recipe: str = flag("seed", "--recipe",
+    recipe: str = flag("seed", "--recipe", choices=recipes.NAMES,
                        help="seed | mlperf: where every optimizer and schedule flag you leave out "
                             "comes from. mlperf: LARS, label smoothing 0.1, poly2, and the MLPerf "
                             "RCP table's LR, warm-up, momentum, weight decay and epochs for the "
                             "global batch.")
-    lr_schedule: str | None = flag(None, "--lr-schedule",
+    lr_schedule: str | None = flag(None, "--lr-schedule", choices=LR_SCHEDULES,
                                    help="seed (linear warm-up, then linear to 0) | poly2 (linear "
                                         "warm-up, then power-2 decay to 1e-4). Default: the recipe's.")
 
-    train_batch_size: int = flag(256, "--train-batch-size", "--train_batch_size",
+    train_batch_size: int = flag(256, "--train-batch-size", "--train_batch_size", low=1,
                                  help="GLOBAL batch, split evenly over the ranks (seed: 24576).")
-    train_steps: int | None = flag(None, "--train-steps", "--train_steps",
+    train_steps: int | None = flag(None, "--train-steps", "--train_steps", low=0, open_low=True,
                                    help="Total steps (seed: 4680). Default: epochs x steps/epoch.")
-    train_epochs: float | None = flag(None, "--train-epochs", "--train_epochs",
+    train_epochs: float | None = flag(None, "--train-epochs", "--train_epochs", low=0, open_low=True,
                                       help="Alternative to --train-steps. Default: the recipe's "
                                            f"(seed: {recipes.SEED.epochs:g}).")
-    warmup_steps: int | None = flag(None, "--warmup-steps", "--warmup_steps",
+    warmup_steps: int | None = flag(None, "--warmup-steps", "--warmup_steps", low=0,
                                     help="Linear warm-up steps. Default: --warmup-epochs.")
-    warmup_epochs: float | None = flag(None, "--warmup-epochs",
+    warmup_epochs: float | None = flag(None, "--warmup-epochs", low=0,
                                        help="Warm-up length in epochs. Default: the recipe's (seed: "
                                             f"{recipes.SEED.warmup_epochs:g}).")
-    base_lr: float | None = flag(None, "--base-lr", "--base_lr",
+    base_lr: float | None = flag(None, "--base-lr", "--base_lr", low=0,
                                  help=f"LR at step 0. Default: the recipe's (seed: {recipes.SEED.base_lr:g}, "
                                       "mlperf: 0).")
-    peak_lr: float | None = flag(None, "--peak-lr", "--peak_lr",
+    peak_lr: float | None = flag(None, "--peak-lr", "--peak_lr", low=0, open_low=True,
                                  help="LR after warm-up. Default: the recipe's (seed: base x batch/256 "
                                       "/ 2; mlperf: the RCP's base LR).")
 
     def check(self) -> None:
-        if self.train_batch_size < 1:
-            raise ConfigError(f"--train-batch-size {self.train_batch_size} must be positive")
-        if self.recipe not in recipes.NAMES:
-            raise ConfigError(f"--recipe {self.recipe}: choose one of {', '.join(recipes.NAMES)}")
-        if self.lr_schedule is not None and self.lr_schedule not in LR_SCHEDULES:
-            raise ConfigError(f"--lr-schedule {self.lr_schedule}: choose one of {', '.join(LR_SCHEDULES)}")
         if self.train_steps is not None and self.train_epochs is not None:
             raise ConfigError("give --train-steps or --train-epochs, not both")
-        _positive(("--train-steps", self.train_steps), ("--train-epochs", self.train_epochs),
-                  ("--peak-lr", self.peak_lr))
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Validated):
     """One training run. Every flag of `hvdtrain train` is a field here (``flags``)."""
 
     data: DataFlags
@@ -189,29 +155,29 @@ class TrainConfig:
     schedule: ScheduleFlags = field(default_factory=ScheduleFlags)
     threads: ThreadFlags = field(default_factory=ThreadFlags)
     faults: FaultFlags = field(default_factory=FaultFlags)
-    checkpoint_every_steps: int = flag(1000, "--checkpoint-every-steps",
+    checkpoint_every_steps: int = flag(1000, "--checkpoint-every-steps", low=1,
                                        help="Rank 0 saves a checkpoint this often (and at the end).")
-    keep_checkpoints: int = flag(5, "--keep-checkpoints", help="Newest K checkpoints kept.")
-    log_every_steps: int = flag(50, "--log-every-steps", help="Log line cadence.")
+    keep_checkpoints: int = flag(5, "--keep-checkpoints", low=1, help="Newest K checkpoints kept.")
+    log_every_steps: int = flag(50, "--log-every-steps", low=1, help="Log line cadence.")
     eval_at_end: bool = flag(False, "--eval-at-end", help="Score the validation set at the end.")
-    eval_every_epochs: float | None = flag(None, "--eval-every-epochs",
+    eval_every_epochs: float | None = flag(None, "--eval-every-epochs", low=0, open_low=True,
                                            help="Also score every K epochs (off by default).")
-    gradient_compression: str = flag("none", "--gradient-compression",
+    gradient_compression: str = flag("none", "--gradient-compression", choices=COMPRESSIONS,
                                      help="none | fp16: fp16 sends the gradients in half the bytes "
                                           "(Horovod 0.28.1 cannot allreduce bf16).")
-    target_accuracy: float | None = flag(None, "--target-accuracy",
+    target_accuracy: float | None = flag(None, "--target-accuracy", low=0, high=1, open_low=True,
                                          help="Stop at the first evaluation with top-1 >= A (with "
                                               "--eval-every-epochs; MLPerf ResNet-50: 0.759); the "
                                               "report gives epochs and time to it.")
     eval_batch_size: int = flag(200, "--eval-batch-size", "--eval_batch_size",
-                                help="Per-rank batch for evaluation.")
-    min_crop_area: float = flag(0.08, "--min-crop-area",
+                                low=1, help="Per-rank batch for evaluation.")
+    min_crop_area: float = flag(0.08, "--min-crop-area", low=0, high=1, open_low=True,
                                 help="Smallest random crop, as a share of the image "
                                      "(tensorflow/tpu: 0.08).")
     random_flip: bool = flag(True, "--random-flip/--no-random-flip",
                              help="Random left-right flips in training.")
     seed: int = flag(0, "--seed", help="Seed of the initial weights, shuffle and augmentation.")
-    max_bad_steps: int = flag(0, "--max-bad-steps",
+    max_bad_steps: int = flag(0, "--max-bad-steps", low=0,
                               help="Steps with non-finite loss/gradients to skip before stopping "
                                    "(0: stop at the first).")
 
@@ -220,29 +186,13 @@ class TrainConfig:
         return self.data.data_dir
 
     def check(self) -> None:
-        self.net.check()
-        self.optim.check()
         self.schedule.check()
-        if self.gradient_compression not in COMPRESSIONS:
-            raise ConfigError(f"--gradient-compression {self.gradient_compression}: choose one of "
-                              f"{', '.join(COMPRESSIONS)}")
-        if self.target_accuracy is not None:
-            if not 0 < self.target_accuracy <= 1:
-                raise ConfigError(f"--target-accuracy {self.target_accuracy} must be in (0, 1]")
-            if not self.eval_every_epochs:
-                raise ConfigError("--target-accuracy needs --eval-every-epochs (when to evaluate)")
-        _positive(("--checkpoint-every-steps", self.checkpoint_every_steps),
-                  ("--log-every-steps", self.log_every_steps),
-                  ("--eval-batch-size", self.eval_batch_size),
-                  ("--keep-checkpoints", self.keep_checkpoints))
-        if self.max_bad_steps < 0:
-            raise ConfigError(f"--max-bad-steps {self.max_bad_steps} must be 0 or more")
-        if not 0 < self.min_crop_area <= 1:
-            raise ConfigError(f"--min-crop-area {self.min_crop_area} must be in (0, 1]")
+        if self.target_accuracy is not None and not self.eval_every_epochs:
+            raise ConfigError("--target-accuracy needs --eval-every-epochs (when to evaluate)")
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(Validated):
     """`hvdtrain eval`: one checkpoint scored on every validation image once."""
 
     data: DataFlags
@@ -251,15 +201,11 @@ class EvalConfig:
     checkpoint: Path | None = flag(None, "--checkpoint",
                                    help="A checkpoint directory (default: the newest valid one).")
     eval_batch_size: int = flag(200, "--eval-batch-size", "--eval_batch_size",
-                                help="Per-rank batch (seed: 200).")
-    precision: str | None = flag(None, "--precision", help="Override the checkpoint's precision.")
+                                low=1, help="Per-rank batch (seed: 200).")
+    precision: str | None = flag(None, "--precision", choices=PRECISIONS,
+                                 help="Override the checkpoint's precision.")
     threads: ThreadFlags = field(default_factory=ThreadFlags)
     faults: FaultFlags = field(default_factory=FaultFlags)
-
-    def check(self) -> None:
-        _positive(("--eval-batch-size", self.eval_batch_size))
-        if self.precision is not None and self.precision not in PRECISIONS:
-            raise ConfigError(f"--precision {self.precision}: choose one of {', '.join(PRECISIONS)}")
 
 
 @dataclass(frozen=True)
