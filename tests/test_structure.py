@@ -16,13 +16,14 @@ from hvdtrain.cli import app
 from hvdtrain.data.prep import PrepConfig
 from hvdtrain.flags import _fields
 from hvdtrain.perf.bench import BenchConfig
+from hvdtrain.perf.planner import PlanConfig
 from hvdtrain.training.config import EvalConfig, TrainConfig
 
 COMMANDS = typer.main.get_command(app).commands
 
 
 @pytest.mark.parametrize("name,cls", [("train", TrainConfig), ("eval", EvalConfig),
-                                      ("prep", PrepConfig), ("bench", BenchConfig)])
+                                      ("prep", PrepConfig), ("bench", BenchConfig), ("plan", PlanConfig)])
 def test_every_cli_default_is_the_config_default(name, cls):
     params = {p.name: p for p in COMMANDS[name].params}
     for f, _ in _fields(cls):
@@ -85,7 +86,7 @@ MAY_IMPORT = {
     "data": {"cluster"},  # prep/index use the MPI world; no training, no TensorFlow model
     "engine": {"data", "training.config", "training.schedule"},  # TF's side of a run
     "training": {"cluster", "data", "engine", "reporting"},
-    "reporting": {"data", "training.config", "training.schedule", "training.recipes", "perf.scaling"},
+    "reporting": {"data", "training.config", "training.schedule", "training.recipes"},
     "perf": {"cluster", "data", "engine", "training"},
 }
 
@@ -205,7 +206,8 @@ def _config_classes():
             c.OptimizerFlags: {}, c.ScheduleFlags: {}, TrainConfig: {"data": data, "model_dir": Path("/m")},
             EvalConfig: {"data": data, "model_dir": Path("/m")},
             PrepConfig: {"raw_data_dir": Path("/r"), "output_dir": Path("/o")},
-            IndexConfig: {"data_dir": Path("/d")}, BenchConfig: {}}
+            IndexConfig: {"data_dir": Path("/d")}, BenchConfig: {},
+            PlanConfig: {"nodes": 2, "global_batch": 64}}
 
 
 def test_every_declared_choice_and_bound_is_enforced_when_a_config_is_built():

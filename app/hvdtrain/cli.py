@@ -15,7 +15,7 @@ from hvdtrain.data.prep import PrepConfig
 from hvdtrain.errors import HvdtrainError
 from hvdtrain.flags import arg, build, command
 from hvdtrain.perf.bench import BenchConfig
-from hvdtrain.perf.scaling import Job
+from hvdtrain.perf.planner import PlanConfig
 from hvdtrain.training.config import EvalConfig, TrainConfig
 
 # rich_markup_mode=None: click's plain help wraps every option name in full at 80 columns
@@ -224,24 +224,9 @@ def recipes(global_batch: int = typer.Option(24576, "--global-batch",
     typer.echo(compare_recipes(global_batch, images))
 
 
-@app.command()
-def plan(nodes: int = typer.Option(..., "--nodes", help="Nodes."),
-         ranks_per_node: int = typer.Option(1, "--ranks-per-node", help="Ranks per node (seed: 2)."),
-         global_batch: int = typer.Option(..., "--global-batch", help="Global batch (seed: 24576)."),
-         link_gbps: float = typer.Option(100.0, "--link-gbps", help="Each node's link, Gb/s."),
-         latency_us: float = typer.Option(5.0, "--latency-us", help="Latency per ring hop, us."),
-         node_rate: float | None = typer.Option(None, "--node-images-per-second",
-                                                help="One node's training images/s (all its ranks)."),
-         measure: bool = typer.Option(False, "--measure",
-                                      help="Time this node's training step instead (ResNet-50, "
-                                           "224 px, the per-rank batch; takes a minute or more)."),
-         compression: str = typer.Option("none", "--gradient-compression",
-                                         help="none | fp16 (half the gradient bytes)."),
-         overlap: float = typer.Option(Job.overlap, "--overlap",
-                                       help="Share of compute that hides the allreduce (0..1; "
-                                            "default: measured, bench/NOTES.md)."),
-         recipe: str = typer.Option("seed", "--recipe", help="seed | mlperf: whose plan to time."),
-         as_json: bool = typer.Option(False, "--json", help="One JSON object (for scripts).")):
+@command(app, "plan", PlanConfig, extra=[
+    arg("as_json", bool, False, names=("--json",), help="One JSON object (for scripts).")])
+def plan(as_json: bool, **values):
     """Predict N-node throughput and time-to-train before booking the nodes.
 
     Step time split into compute, exposed allreduce and input; global images/s and scaling
@@ -249,31 +234,9 @@ def plan(nodes: int = typer.Option(..., "--nodes", help="Nodes."),
     compares it with measurements) on one node's rate, given or --measure'd."""
     import json
 
-    from hvdtrain.perf.scaling import BYTES_PER_PARAM
-    from hvdtrain.reporting.report import plan_job, render_plan
+    from hvdtrain.perf.planner import render_plan, run_plan
 
-    if (node_rate is None) == (not measure):
-        _fail("give --node-images-per-second R or --measure (one of them)")
-    if compression not in BYTES_PER_PARAM:
-        _fail(f"--gradient-compression {compression}: choose one of {', '.join(BYTES_PER_PARAM)}")
-    if recipe not in ("seed", "mlperf"):
-        _fail(f"--recipe {recipe}: choose one of seed, mlperf")
-    if nodes < 1 or ranks_per_node < 1 or global_batch % (nodes * ranks_per_node):
-        _fail(f"--global-batch {global_batch} must divide over --nodes {nodes} x --ranks-per-node "
-              f"{ranks_per_node} ranks")
-    if measure:
-        from hvdtrain.perf.bench import BenchConfig, run_bench
-
-        per_rank = global_batch // (nodes * ranks_per_node)
-        res = _call(run_bench, BenchConfig(batch_size=per_rank, steps=2, windows=2, warmup=1, peak=False))
-        node_rate = res["images_per_second"]
-        typer.echo(f"measured: this node trains ResNet-50 at {node_rate:.2f} images/s "
-                   f"(batch {per_rank}, 1 rank)", err=True)
-    try:
-        r = plan_job(Job(nodes, ranks_per_node, global_batch, node_rate, link_gbps, latency_us,
-                         compression=compression, overlap=overlap), recipe)
-    except ValueError as exc:
-        _fail(str(exc))
+    r = _call(run_plan, _build(PlanConfig, values), log=lambda line: typer.echo(line, err=True))
     typer.echo(json.dumps(r) if as_json else render_plan(r))
 
 
