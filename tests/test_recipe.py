@@ -111,16 +111,16 @@ def test_mlperf_recipe_interpolates_at_the_seed_batch():
     assert "interpolated" in plan.describe() and "13,056 and 32,768" in plan.describe()
     assert 50 < plan.expected_epochs < 55 and plan.epochs < 90  # vs the seed's 90
     seed = imagenet_plan(24576, 512)
-    assert (seed.train_steps, seed.optimizer, seed.lr_schedule) == (4680, "sgd", "seed")
+    assert (seed.train_steps, seed.optimizer, seed.lr_schedule) == (4680, "sgd", "linear")
 
 
 def test_flags_win_over_the_recipe():
-    cfg = ScheduleFlags(train_batch_size=8192, recipe="mlperf", peak_lr=3.0, lr_schedule="seed",
+    cfg = ScheduleFlags(train_batch_size=8192, recipe="mlperf", peak_lr=3.0, lr_schedule="linear",
                         train_epochs=10)
     plan = make_plan(cfg, 1_281_167, 8, OptimizerFlags(optimizer="sgd", label_smoothing=0.0,
                                                       momentum=0.8))
     assert (plan.peak_lr, plan.lr_schedule, plan.optimizer, plan.label_smoothing, plan.momentum) == \
-        (3.0, "seed", "sgd", 0.0, 0.8)
+        (3.0, "linear", "sgd", 0.0, 0.8)
     assert plan.weight_decay == _rcp_table()[8192]["Hyperparams"]["opt_weight_decay"]  # not given
 
 
@@ -134,7 +134,11 @@ def test_bad_recipe_flags_are_named(kw, flag):
 
 
 def test_recipes_are_written_once():
-    assert recipes.SEED.epochs == 90 and recipes.recipe("seed", 24576) is recipes.SEED
+    assert recipes.SURFSARA.epochs == 90 and recipes.recipe("surfsara", 24576) is recipes.SURFSARA
+    # the names they had while there was one recipe are still accepted, and stored as the new ones
+    assert recipes.recipe("seed", 24576) is recipes.SURFSARA
+    assert (ScheduleFlags(recipe="seed").recipe, ScheduleFlags(lr_schedule="seed").lr_schedule) == \
+        ("surfsara", "linear")
 
 
 def test_recipes_side_by_side_for_the_seed_batch():
@@ -142,5 +146,5 @@ def test_recipes_side_by_side_for_the_seed_batch():
 
     text = compare_recipes(24576)
     assert "4,680 (260)" in text and "3,571 (718)" in text  # steps (warm-up): seed, mlperf
-    assert "seed: 0.1 -> 4.8 -> 0" in text and "poly2: 0 -> 18.57 -> 0.0001" in text
-    assert "1.71x fewer epochs to target than the seed's 90" in text
+    assert "linear: 0.1 -> 4.8 -> 0" in text and "poly2: 0 -> 18.57 -> 0.0001" in text
+    assert "1.71x fewer epochs to target than surfsara's 90 (the seed's)" in text

@@ -10,7 +10,7 @@ from hvdtrain.training.config import DataFlags, TrainConfig
 
 
 def _report(**kw) -> TrainReport:
-    base = dict(ttt_seconds=1.0, images_per_second=2.0, global_batch_size=8, num_ranks=2, recipe="seed",
+    base = dict(ttt_seconds=1.0, images_per_second=2.0, global_batch_size=8, num_ranks=2, recipe="surfsara",
                 train_steps=10, steps_this_run=10, last_step=10, start_step=0, epochs=1.0, final_loss=0.5,
                 precision="fp32", skipped_steps=0, model="resnet18", image_size=32, plan={}, threads={},
                 rank_weight_checksums={})
@@ -21,7 +21,7 @@ def test_eval_result_json_keeps_the_files_keys():
     res = EvalResult(0.9, 1.0, 0.3, 364, 2.0, 182.0, global_step=165)
     assert list(res.to_json()) == ["top1", "top5", "loss", "num_images", "seconds", "images_per_second",
                                    "global_step"]
-    assert res.seed_line() == "Top-1 accuracy = 0.9, Top-5 accuracy = 1, loss = 0.3, global_step = 165"
+    assert res.result_line() == "Top-1 accuracy = 0.9, Top-5 accuracy = 1, loss = 0.3, global_step = 165"
     assert EvalResult(0.9, 1.0, 0.3, 364, 2.0, 182.0, 165, "/m/ckpt").to_json()["checkpoint"] == "/m/ckpt"
 
 

@@ -19,12 +19,13 @@ REQUIRED = dataclasses.MISSING  # a flag the user must give
 
 
 def flag(default: Any = REQUIRED, *names: str, help: str, metavar: str | None = None,
-         choices: tuple | None = None, low: float | None = None, high: float | None = None,
-         open_low: bool = False, open_high: bool = False):
+         choices: tuple | None = None, aliases: dict | None = None, low: float | None = None,
+         high: float | None = None, open_low: bool = False, open_high: bool = False):
     """A config field that is also a CLI option (``names``: every accepted spelling), with the
-    values it takes: ``choices``, or bounds ``low``/``high`` (closed unless ``open_*``). A
-    ``Validated`` config checks them when it is built; None (an unset optional flag) always passes."""
-    meta = {"flags": names, "help": help, "metavar": metavar, "choices": choices,
+    values it takes: ``choices`` (``aliases``: older spellings, stored as the choice they name), or
+    bounds ``low``/``high`` (closed unless ``open_*``). A ``Validated`` config checks them when it
+    is built; None (an unset optional flag) always passes."""
+    meta = {"flags": names, "help": help, "metavar": metavar, "choices": choices, "aliases": aliases or {},
             "bounds": (low, high, open_low, open_high)}
     if isinstance(default, list | dict):
         raise TypeError("mutable defaults need a factory")
@@ -59,6 +60,9 @@ class Validated:
         from hvdtrain.errors import ConfigError
 
         for f in dataclasses.fields(self):
+            aliases = f.metadata.get("aliases")
+            if aliases and getattr(self, f.name) in aliases:
+                setattr(self, f.name, aliases[getattr(self, f.name)])
             if why := problem(f, getattr(self, f.name)):
                 raise ConfigError(why)
 

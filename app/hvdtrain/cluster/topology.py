@@ -133,9 +133,8 @@ def apply_comm_defaults() -> str:
 
 # TensorFlow turns oneDNN on by itself only on CPUs with TF_ONEDNN_CPU_FLAGS. Elsewhere (AVX2-only
 # CPUs such as AMD Zen 3; AVX-512 CPUs without VNNI such as the seed's Skylake 8160) every
-# convolution runs on Eigen's kernels. The demo's training (resnet18 @ 32 px,
-# 2 ranks) measured 49.3 images/s with oneDNN off against 186.3 on, on one machine (bench/NOTES.md,
-# "oneDNN"). hvdtrain is built on oneDNN, so it asks for it everywhere; a user's setting wins.
+# convolution runs on Eigen's kernels, several times slower (bench/NOTES.md, "oneDNN on CPUs
+# without VNNI"). hvdtrain is built on oneDNN, so it asks for it everywhere; a user's setting wins.
 ONEDNN_DEFAULTS = {"TF_ENABLE_ONEDNN_OPTS": "1"}
 
 

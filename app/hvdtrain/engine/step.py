@@ -48,7 +48,7 @@ def make_train_step(rt, net, optim, label_smoothing: float = 0.0, inject_nan_at:
 
 def compressor(tf, hvd, name: str):
     """Horovod's compressor for ``name``. No bf16: Horovod 0.28.1's TF allreduce op rejects
-    bfloat16 tensors ("DataType bfloat16 not in list of allowed values"), measured 2026-11-26."""
+    bfloat16 tensors ("DataType bfloat16 not in list of allowed values"; bench/NOTES.md)."""
     return {"none": hvd.Compression.none, "fp16": hvd.Compression.fp16}[name]
 
 

@@ -30,7 +30,8 @@ class PlanConfig(Validated):
     overlap: float = flag(OVERLAP, "--overlap", low=0, high=1,
                           help="Share of compute that hides the allreduce (0..1; default: measured, "
                                "bench/NOTES.md).")
-    recipe: str = flag("seed", "--recipe", choices=recipes.NAMES, help="seed | mlperf: whose plan to time.")
+    recipe: str = flag("surfsara", "--recipe", choices=recipes.NAMES, aliases=recipes.ALIASES,
+                       help="surfsara (the seed's; `seed` is accepted) | mlperf: whose plan to time.")
 
     def check(self) -> None:
         if (self.node_images_per_second is None) == (not self.measure):
@@ -59,7 +60,7 @@ def run_plan(cfg: PlanConfig, log=print) -> dict:
         raise ConfigError(str(exc)) from None
 
 
-def plan_job(job, recipe: str = "seed", images: int = recipes.IMAGENET_TRAIN_IMAGES) -> dict:
+def plan_job(job, recipe: str = "surfsara", images: int = recipes.IMAGENET_TRAIN_IMAGES) -> dict:
     """``hvdtrain plan``: the predicted step and rate of ``job`` (a ``scaling.Job``), and the time
     to train the recipe's plan at that rate."""
     pred = predict(job)

@@ -102,7 +102,7 @@ class Events:
             self.log(f"WARNING: could not write {RunDir(self.model_dir).history} or curves.png: {exc}")
 
     def evaluation(self, result: EvalResult, epoch: float, next_block_epochs: float | None = None) -> None:
-        self.log(result.seed_line())
+        self.log(result.result_line())
         self.history.evals.append({"step": result.global_step, "epoch": round(epoch, 4),
                                    "top1": result.top1, "top5": result.top5,
                                    "seconds": round(self.seconds(), 3)})

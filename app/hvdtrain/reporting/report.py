@@ -122,7 +122,7 @@ def compare_recipes(global_batch: int, images: int = recipes.IMAGENET_TRAIN_IMAG
                                for p in plans]),
            row("epochs (schedule length)", [f"{p.epochs:.1f}" for p in plans]),
            row("steps (warm-up)", [f"{p.train_steps:,} ({p.warmup_steps:,})" for p in plans]),
-           row("epochs to target", ["90 (75.2% top-1, the seed)" if p.recipe == "seed" else
+           row("epochs to target", ["90 (75.2% top-1, the seed)" if p.recipe == "surfsara" else
                                     f"{p.expected_epochs:.1f} (RCP mean, 75.9%)" for p in plans])]
     for frac in (0.25, 0.5, 0.75, 1.0):
         out.append(row(f"LR at {frac:.0%} of the steps", [lr_at(p, frac) for p in plans]))
@@ -130,5 +130,5 @@ def compare_recipes(global_batch: int, images: int = recipes.IMAGENET_TRAIN_IMAG
     for p in plans:
         if p.expected_epochs:
             out.append(f"{p.recipe}: {p.recipe_source}; {seed_epochs / p.expected_epochs:.2f}x fewer "
-                       f"epochs to target than the seed's {seed_epochs:g}")
+                       f"epochs to target than surfsara's {seed_epochs:g} (the seed's)")
     return "\n".join(out)

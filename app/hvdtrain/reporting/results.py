@@ -23,7 +23,7 @@ class EvalResult:
     def to_json(self) -> dict:
         return {k: v for k, v in asdict(self).items() if not (k == "checkpoint" and v is None)}
 
-    def seed_line(self) -> str:
+    def result_line(self) -> str:
         """The seed's closing line, e.g. ``Top-1 accuracy = 0.75232, Top-5 accuracy = 0.9241, ...``."""
         return (f"Top-1 accuracy = {self.top1:.5g}, Top-5 accuracy = {self.top5:.5g}, "
                 f"loss = {self.loss:.5g}, global_step = {self.global_step}")

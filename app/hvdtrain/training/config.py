@@ -2,7 +2,7 @@
 
 ``make_plan`` turns the flags plus the data set size and rank count into the plan that is printed
 before step 1: steps per epoch, warm-up steps, train steps, the LR curve and the optimizer. A flag
-left unset takes the recipe's value (``recipes``: ``--recipe seed`` by default: 5 warm-up epochs,
+left unset takes the recipe's value (``recipes``: ``--recipe surfsara`` by default: 5 warm-up epochs,
 90 epochs, peak = base x global_batch/256 / 2, momentum SGD). For ImageNet-1K (1,281,167 images)
 at global batch 24,576 the seed's plan is 52.1 steps/epoch, 260 warm-up, 4,680 steps, peak 4.8.
 """
@@ -17,13 +17,16 @@ from hvdtrain.cluster.topology import ThreadFlags
 from hvdtrain.errors import ConfigError
 from hvdtrain.flags import REQUIRED, Validated, flag
 from hvdtrain.training import recipes
+from hvdtrain.training.schedule import ALIASES as SCHEDULE_ALIASES
+from hvdtrain.training.schedule import POWERS
 
 MODELS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 PRECISIONS = ("fp32", "bf16", "bf32")
 IMAGENET_TRAIN_IMAGES = recipes.IMAGENET_TRAIN_IMAGES
 OPTIMIZERS = ("sgd", "lars")
 COMPRESSIONS = ("none", "fp16")  # Horovod 0.28.1's allreduce takes no bfloat16
-LR_SCHEDULES = ("seed", "poly2")
+LR_SCHEDULES = tuple(POWERS)
+_REF = recipes.SURFSARA  # the default recipe, whose values the help texts quote
 
 
 CENTRE_CROP_FRACTION = 0.875  # tensorflow/tpu resnet_preprocessing.py since 2021 (CROP_FRACTION)
@@ -84,23 +87,22 @@ class OptimizerFlags(Validated):
     """The optimizer and what it applies (``optim``). Unset: the recipe's (``recipes``)."""
 
     optimizer: str | None = flag(None, "--optimizer", choices=OPTIMIZERS,
-                                 help="sgd (momentum SGD) | lars (You et al.; MLPerf's). "
-                                      f"Default: the recipe's (seed: {recipes.SEED.optimizer}, "
-                                      "mlperf: lars).")
+                                 help="sgd (momentum SGD) | lars (You et al.; MLPerf's). Default: "
+                                      f"the recipe's (surfsara: {_REF.optimizer}, mlperf: lars).")
     lars_eta: float = flag(0.001, "--lars-eta", low=0, open_low=True,
                            help="LARS trust coefficient: a layer's LR is scaled by "
                                 "eta*|w|/(|g| + wd*|w|).")
     momentum: float | None = flag(None, "--momentum", low=0, high=1, open_high=True,
-                                  help=f"Momentum. Default: the recipe's (seed: {recipes.SEED.momentum:g}, "
+                                  help=f"Momentum. Default: the recipe's (surfsara: {_REF.momentum:g}, "
                                        "mlperf: the RCP's).")
     weight_decay: float | None = flag(None, "--weight-decay", low=0,
                                       help="Weight decay on conv/dense kernels: an L2 loss term with "
                                            "sgd, inside the update with lars; never on BN or biases. "
-                                           f"Default: the recipe's (seed: {recipes.SEED.weight_decay:g}, "
+                                           f"Default: the recipe's (surfsara: {_REF.weight_decay:g}, "
                                            "mlperf: the RCP's).")
     label_smoothing: float | None = flag(None, "--label-smoothing", low=0, high=1, open_high=True,
                                          help="Label smoothing of the cross-entropy. Default: the "
-                                              f"recipe's (seed: {recipes.SEED.label_smoothing:g}, "
+                                              f"recipe's (surfsara: {_REF.label_smoothing:g}, "
                                               "mlperf: 0.1).")
 
 
@@ -110,14 +112,16 @@ class ScheduleFlags(Validated):
     """Batch, length and LR curve; ``make_plan`` turns them into numbers (``schedule`` draws them).
     Unset values come from the recipe (``recipes``)."""
 
-    recipe: str = flag("seed", "--recipe", choices=recipes.NAMES,
-                       help="seed | mlperf: where every optimizer and schedule flag you leave out "
-                            "comes from. mlperf: LARS, label smoothing 0.1, poly2, and the MLPerf "
-                            "RCP table's LR, warm-up, momentum, weight decay and epochs for the "
-                            "global batch.")
+    recipe: str = flag("surfsara", "--recipe", choices=recipes.NAMES, aliases=recipes.ALIASES,
+                       help="surfsara (the seed's recipe; `seed` is accepted) | mlperf: where every "
+                            "optimizer and schedule flag you leave out comes from. mlperf: LARS, "
+                            "label smoothing 0.1, poly2, and the MLPerf RCP table's LR, warm-up, "
+                            "momentum, weight decay and epochs for the global batch.")
     lr_schedule: str | None = flag(None, "--lr-schedule", choices=LR_SCHEDULES,
-                                   help="seed (linear warm-up, then linear to 0) | poly2 (linear "
-                                        "warm-up, then power-2 decay to 1e-4). Default: the recipe's.")
+                                   aliases=SCHEDULE_ALIASES,
+                                   help="linear (the seed's: linear warm-up, then linear to 0; `seed` "
+                                        "is accepted) | poly2 (linear warm-up, then power-2 decay "
+                                        "to 1e-4). Default: the recipe's.")
 
     train_batch_size: int = flag(256, "--train-batch-size", "--train_batch_size", low=1,
                                  help="GLOBAL batch, split evenly over the ranks (seed: 24576).")
@@ -125,18 +129,18 @@ class ScheduleFlags(Validated):
                                    help="Total steps (seed: 4680). Default: epochs x steps/epoch.")
     train_epochs: float | None = flag(None, "--train-epochs", "--train_epochs", low=0, open_low=True,
                                       help="Alternative to --train-steps. Default: the recipe's "
-                                           f"(seed: {recipes.SEED.epochs:g}).")
+                                           f"(surfsara: {_REF.epochs:g}).")
     warmup_steps: int | None = flag(None, "--warmup-steps", "--warmup_steps", low=0,
                                     help="Linear warm-up steps. Default: --warmup-epochs.")
     warmup_epochs: float | None = flag(None, "--warmup-epochs", low=0,
-                                       help="Warm-up length in epochs. Default: the recipe's (seed: "
-                                            f"{recipes.SEED.warmup_epochs:g}).")
+                                       help="Warm-up length in epochs. Default: the recipe's (surfsara: "
+                                            f"{_REF.warmup_epochs:g}).")
     base_lr: float | None = flag(None, "--base-lr", "--base_lr", low=0,
-                                 help=f"LR at step 0. Default: the recipe's (seed: {recipes.SEED.base_lr:g}, "
+                                 help=f"LR at step 0. Default: the recipe's (surfsara: {_REF.base_lr:g}, "
                                       "mlperf: 0).")
     peak_lr: float | None = flag(None, "--peak-lr", "--peak_lr", low=0, open_low=True,
-                                 help="LR after warm-up. Default: the recipe's (seed: base x batch/256 "
-                                      "/ 2; mlperf: the RCP's base LR).")
+                                 help="LR after warm-up. Default: the recipe's (surfsara: base x "
+                                      "batch/256 / 2; mlperf: the RCP's base LR).")
 
     def check(self) -> None:
         if self.train_steps is not None and self.train_epochs is not None:
@@ -294,7 +298,7 @@ def make_plan(cfg: ScheduleFlags, num_train_images: int, num_ranks: int,
                 r.name, r.source, r.expected_epochs, note)
 
 
-def imagenet_plan(global_batch: int, num_ranks: int, recipe: str = "seed") -> Plan:
+def imagenet_plan(global_batch: int, num_ranks: int, recipe: str = "surfsara") -> Plan:
     """A recipe's plan for ImageNet-1K at this global batch (``bench`` runs its optimizer)."""
     return make_plan(ScheduleFlags(train_batch_size=global_batch, recipe=recipe),
                      IMAGENET_TRAIN_IMAGES, num_ranks)

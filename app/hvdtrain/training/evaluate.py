@@ -131,5 +131,5 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
                   global_step=int(meta["step"]), checkpoint=str(ckpt_dir))
     if rt.rank == 0:
         write_results(model_dir, res)
-        rt.log(res.seed_line())
+        rt.log(res.result_line())
     return res

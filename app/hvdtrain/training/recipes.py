@@ -1,6 +1,6 @@
 """Training recipes: every recipe flag's value when the user does not give it.
 
-``seed``: the Intel/SURFsara recipe (momentum SGD, 5 warm-up epochs, linear decay, 90 epochs,
+``surfsara``: the seed's recipe, Intel/SURFsara's (momentum SGD, 5 warm-up epochs, linear decay, 90 epochs,
 peak LR = 0.1 x batch/256 / 2). ``mlperf``: MLPerf's ResNet-50 reference convergence points
 (RCPs), read from the ``mlperf-logging`` package's own table (``rcps_resnet.json`` of ruleset
 4.0.0): LARS, label smoothing 0.1, poly2 decay after a warm-up from 0, and base LR, warm-up,
@@ -24,9 +24,9 @@ MLPERF_TARGET = 0.759  # top-1 the RCPs converge to
 class Recipe:
     name: str
     optimizer: str  # sgd | lars
-    lr_schedule: str  # seed | poly2 (``schedule``)
+    lr_schedule: str  # linear | poly2 (``schedule``)
     base_lr: float  # LR at step 0
-    peak_lr: float | None  # LR after warm-up; None: the seed's rule, base x batch/256 / 2
+    peak_lr: float | None  # LR after warm-up; None: surfsara's rule, base x batch/256 / 2
     warmup_epochs: float
     epochs: float  # length of the LR schedule
     momentum: float
@@ -36,9 +36,10 @@ class Recipe:
     expected_epochs: float | None = None  # RCP: mean epochs to MLPERF_TARGET on ImageNet
 
 
-SEED = Recipe("seed", "sgd", "seed", 0.1, None, 5.0, 90.0, 0.9, 5e-5, 0.0,
-              "the seed's (Intel/SURFsara: 75.2% top-1 in 90 epochs at batch 24,576)")
-NAMES = ("seed", "mlperf")
+SURFSARA = Recipe("surfsara", "sgd", "linear", 0.1, None, 5.0, 90.0, 0.9, 5e-5, 0.0,
+                  "the seed's (Intel/SURFsara: 75.2% top-1 in 90 epochs at batch 24,576)")
+NAMES = ("surfsara", "mlperf")
+ALIASES = {"seed": "surfsara"}  # the name it had while it was the only recipe (`--recipe seed`)
 
 
 @dataclass(frozen=True)
@@ -99,8 +100,9 @@ def rcp_for(global_batch: int) -> tuple[RcpRow, str]:
 
 
 def recipe(name: str, global_batch: int) -> Recipe:
-    if name == "seed":
-        return SEED
+    name = ALIASES.get(name, name)
+    if name == "surfsara":
+        return SURFSARA
     if name != "mlperf":
         raise ValueError(f"--recipe {name}: choose one of {', '.join(NAMES)}")
     row, how = rcp_for(global_batch)

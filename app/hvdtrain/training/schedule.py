@@ -1,7 +1,7 @@
 """Learning-rate schedules. Change the LR curve here.
 
 Both start with a linear warm-up from ``base_lr`` to ``peak_lr`` over ``warmup_steps``; then
-- ``seed``: the seed's ``gradual_warmup_then_dec``, linear (power 1) decay to 0 at ``train_steps``
+- ``linear``: the seed's ``gradual_warmup_then_dec``, linear (power 1) decay to 0 at ``train_steps``
   (seed numbers: 0.1 -> 4.8 over 260 steps, 2.4 at step 2,470, 0 at step 4,680);
 - ``poly2``: MLPerf's ResNet schedule, power-2 decay to ``POLY2_END_LR`` at ``train_steps``:
   end + (peak - end) * (1 - (step - warmup) / (train - warmup))^2.
@@ -11,7 +11,8 @@ Both start with a linear warm-up from ``base_lr`` to ``peak_lr`` over ``warmup_s
 from __future__ import annotations
 
 POLY2_END_LR = 1e-4  # MLPerf's end LR
-POWERS = {"seed": 1, "poly2": 2}
+POWERS = {"linear": 1, "poly2": 2}
+ALIASES = {"seed": "linear"}  # `--lr-schedule seed`, as it was named first
 
 
 def end_lr(kind: str) -> float:
@@ -29,12 +30,12 @@ def lr(kind: str, step: float, base_lr: float, peak_lr: float, warmup_steps: int
 
 def warmup_then_linear_decay(step: float, base_lr: float, peak_lr: float, warmup_steps: int,
                              train_steps: int) -> float:
-    """The seed's schedule (``lr("seed", ...)``)."""
-    return lr("seed", step, base_lr, peak_lr, warmup_steps, train_steps)
+    """The seed's schedule (``lr("linear", ...)``)."""
+    return lr("linear", step, base_lr, peak_lr, warmup_steps, train_steps)
 
 
 def keras_schedule(base_lr: float, peak_lr: float, warmup_steps: int, train_steps: int,
-                   kind: str = "seed"):
+                   kind: str = "linear"):
     """The curve as a ``tf.keras`` LearningRateSchedule, driven by ``optimizer.iterations``."""
     import tensorflow as tf
 
