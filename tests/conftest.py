@@ -3,7 +3,7 @@
 The suite's expensive things are made once per pytest run and shared: the demo's raw tree and
 records, and the demo model, trained once with exactly the `make demo` recipe. Every
 `hvdtrain` run goes through `run()` or `support.fault_jobs.Job`, which add the training images it
-processed to a ledger; the end of the run prints the ledger against the suite's budget (README,
+processed to a ledger; the end of the run prints the ledger against the suite's budget (docs/development.md,
 "Tests and their budget") and fails the run when the budget is blown.
 """
 
