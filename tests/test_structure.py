@@ -231,3 +231,9 @@ def test_every_declared_choice_and_bound_is_enforced_when_a_config_is_built():
                 cls(**{**required, f.name: bad})
             checked += 1
     assert checked >= 30, checked
+
+
+def test_unit_tests_follow_the_packages():
+    """tests/unit/<package>/ for each package by role: a newcomer finds a module's tests by its folder."""
+    assert {p.name for p in (ROOT / "tests" / "unit").iterdir() if p.is_dir()} == set(MAY_IMPORT)
+    assert all(list((ROOT / "tests" / "unit" / pkg).glob("test_*.py")) for pkg in MAY_IMPORT)
