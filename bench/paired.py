@@ -77,7 +77,7 @@ def parse_levers(ap: argparse.ArgumentParser, names: list[str], settings: list[s
     return levers
 
 
-def main() -> int:
+def _args():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--row", type=int, default=3,
                     help="the real cluster whose ratio sets the cap, 1-based (default 3); the rows: "
@@ -98,76 +98,73 @@ def main() -> int:
     ap.add_argument("--windows", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     a = ap.parse_args()
-    # a kill runs the finally blocks below: the cluster's namespaces and links go down
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if not 1 <= a.row <= len(ROWS):
         ap.error(f"--row {a.row}: the rows are 1-{len(ROWS)}")
     if a.rounds < 2:
         ap.error(f"--rounds {a.rounds}: pairing needs at least 2 rounds")
-    runs = [(AS_IS, [], {}, 1), *parse_levers(ap, a.lever, a.set, a.shared_node, a.uncapped)]
-    row = ROWS[a.row - 1]
+    a.runs = [(AS_IS, [], {}, 1), *parse_levers(ap, a.lever, a.set, a.shared_node, a.uncapped)]
+    a.layouts = sorted({rpn for *_, rpn in a.runs})
+    return a
 
-    layouts = sorted({rpn for *_, rpn in runs})
-    refs = {rpn: [] for rpn in layouts}  # per ranks per node: that layout's 1-node rate, as measured
 
-    def reference(rpn: int, when: str) -> float:
+class References:
+    """Per ranks per node: that layout's 1-node rate, measured beside another node."""
+
+    def __init__(self, a, cluster: Cluster):
+        self.a, self.cluster = a, cluster
+        self.refs = {rpn: [] for rpn in a.layouts}
+
+    def __call__(self, rpn: int, when: str) -> float:
+        a = self.a
         r = (one_node(a.batch, a.steps, a.windows) if rpn == 1 else
-             shared_one_node(cluster, a.batch // rpn, a.steps, a.windows))
-        refs[rpn].append({"when": when, **r})
+             shared_one_node(self.cluster, a.batch // rpn, a.steps, a.windows))
+        self.refs[rpn].append({"when": when, **r})
         print(f"1 node x {rpn} rank(s) x 1 core, beside another ({when}): "
               f"{' and '.join(f'{x:.3f}' for x in r['each'])} images/s, CPU steal {r['cpu_steal']:.1%}",
               flush=True)
         return r["images_per_second"]
 
-    workdir = ROOT / "build" / "scaling-cluster"
-    results = []
-    start = time.monotonic()
-    cluster = Cluster(2, workdir).up()
-    try:
-        for rpn in layouts:
-            reference(rpn, "start")
-        ratio, cap_kbit = row_cap(row, a.batch / refs[1][0]["images_per_second"])
-        print(f"{row[0]}: real ratio {ratio:.4f} -> cap {cap_kbit / 1e3:,.0f} Mbit/s; {a.rounds} rounds of "
-              f"{', '.join(n for n, *_ in runs)}", flush=True)
-        cluster.cap(f"{cap_kbit}kbit")
-        for k in range(a.rounds):
-            order = runs[k % len(runs):] + runs[:k % len(runs)]
-            measured = []
-            for name, flags, env, rpn in order:
-                if name == UNCAPPED:
-                    cluster.uncap()
-                m = two_nodes(cluster, workdir, a.batch // rpn, a.steps, a.windows, flags, env, rpn)
-                if name == UNCAPPED:
-                    cluster.cap(f"{cap_kbit}kbit")
-                measured.append((name, rpn, m))
-                print(f"round {k + 1}: {name}: {m['images_per_second']:.3f} images/s, exposed "
-                      f"allreduce {m['timeline']['exposed_ms']:.0f} ms/step, CPU steal {m['cpu_steal']:.1%}",
-                      flush=True)
-            local = {}  # per layout: the mean of its references either side of the round
-            for rpn in layouts:
-                before = refs[rpn][-1]["images_per_second"]
-                local[rpn] = (before + reference(rpn, f"after round {k + 1}")) / 2
-            for name, rpn, m in measured:
-                results.append({"round": k + 1, "lever": name, "ranks_per_node": rpn, "one_node": local[rpn],
-                                "images_per_second": m["images_per_second"],
-                                "efficiency": m["images_per_second"] / (2 * local[rpn]),
-                                "step_ms": m["step_ms"],
-                                "timeline": m["timeline"], "cpu_steal": m["cpu_steal"]})
-    finally:
-        cluster.down()
 
+def one_round(cluster: Cluster, workdir: Path, a, k: int, cap_kbit: int, reference: References,
+              results: list) -> None:
+    """Round ``k``: every run once, in an order that rotates from round to round, then the references."""
+    order = a.runs[k % len(a.runs):] + a.runs[:k % len(a.runs)]
+    measured = []
+    for name, flags, env, rpn in order:
+        if name == UNCAPPED:
+            cluster.uncap()
+        m = two_nodes(cluster, workdir, a.batch // rpn, a.steps, a.windows, flags, env, rpn)
+        if name == UNCAPPED:
+            cluster.cap(f"{cap_kbit}kbit")
+        measured.append((name, rpn, m))
+        print(f"round {k + 1}: {name}: {m['images_per_second']:.3f} images/s, exposed "
+              f"allreduce {m['timeline']['exposed_ms']:.0f} ms/step, CPU steal {m['cpu_steal']:.1%}",
+              flush=True)
+    local = {}  # per layout: the mean of its references either side of the round
+    for rpn in a.layouts:
+        before = reference.refs[rpn][-1]["images_per_second"]
+        local[rpn] = (before + reference(rpn, f"after round {k + 1}")) / 2
+    for name, rpn, m in measured:
+        results.append({"round": k + 1, "lever": name, "ranks_per_node": rpn, "one_node": local[rpn],
+                        "images_per_second": m["images_per_second"],
+                        "efficiency": m["images_per_second"] / (2 * local[rpn]),
+                        "step_ms": m["step_ms"],
+                        "timeline": m["timeline"], "cpu_steal": m["cpu_steal"]})
+
+
+def summarize(a, row, cap_kbit: int, refs: dict, results: list, minutes: float) -> None:
     def rate(name: str, k: int) -> float:
         return next(r["images_per_second"] for r in results if r["lever"] == name and r["round"] == k)
 
     rounds = range(1, a.rounds + 1)
     print(f"\n{row[0]}, cap {cap_kbit / 1e3:,.0f} Mbit/s, batch {a.batch}/rank, {a.rounds} rounds in "
-          f"{(time.monotonic() - start) / 60:.0f} min")
-    if 2 in layouts:
+          f"{minutes:.0f} min")
+    if 2 in a.layouts:
         print("a 2-ranks-per-node run's efficiency is against 1 node x 2 ranks; its ratio to "
               "'as is' compares global images/s")
     print("lever | efficiency per round | median | lever / as is per round | median | faster in")
     summary = []
-    for name, *_ in runs:
+    for name, *_ in a.runs:
         effs = [r["efficiency"] for r in results if r["lever"] == name]
         ratios = [rate(name, k) / rate(AS_IS, k) for k in rounds]
         wins = sum(x > 1 for x in ratios)
@@ -191,6 +188,27 @@ def main() -> int:
                                "windows": a.windows, "references": refs, "runs": results,
                                "summary": summary}, indent=2))
     print(f"wrote {out}")
+
+
+def main() -> int:
+    a = _args()
+    # a kill runs the finally blocks below: the cluster's namespaces and links go down
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    row, workdir, results, start = ROWS[a.row - 1], ROOT / "build" / "scaling-cluster", [], time.monotonic()
+    cluster = Cluster(2, workdir).up()
+    reference = References(a, cluster)
+    try:
+        for rpn in a.layouts:
+            reference(rpn, "start")
+        ratio, cap_kbit = row_cap(row, a.batch / reference.refs[1][0]["images_per_second"])
+        print(f"{row[0]}: real ratio {ratio:.4f} -> cap {cap_kbit / 1e3:,.0f} Mbit/s; {a.rounds} rounds of "
+              f"{', '.join(n for n, *_ in a.runs)}", flush=True)
+        cluster.cap(f"{cap_kbit}kbit")
+        for k in range(a.rounds):
+            one_round(cluster, workdir, a, k, cap_kbit, reference, results)
+    finally:
+        cluster.down()
+    summarize(a, row, cap_kbit, reference.refs, results, (time.monotonic() - start) / 60)
     return 0
 
 

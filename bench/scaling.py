@@ -225,7 +225,7 @@ def shared_node(cluster: Cluster, workdir: Path, a, row, compute: float, rows: l
               f"{m['bytes_per_step_n1_tx'] / 1e6:.1f} MB/step out of n1 | {m['cpu_steal']:.1%}", flush=True)
 
 
-def main() -> int:
+def _args():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--steps", type=int, default=2)
@@ -238,122 +238,148 @@ def main() -> int:
     ap.add_argument("--no-shared-node", action="store_true", help="skip the 2-ranks-per-node runs")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     a = ap.parse_args()
-    # a kill runs the finally blocks below: the cluster's namespaces and links go down
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
-        chosen = {int(x) - 1 for x in a.rows.split(",")}
+        a.chosen = {int(x) - 1 for x in a.rows.split(",")}
     except ValueError:
         ap.error(f"--rows {a.rows!r}: give row numbers 1-{len(ROWS)}, comma-separated")
-    if not chosen <= set(range(len(ROWS))):
+    if not a.chosen <= set(range(len(ROWS))):
         ap.error(f"--rows {a.rows!r}: the rows are 1-{len(ROWS)}")
     a.lever = a.lever or [""]
+    return a
 
-    refs = []  # the 1-node reference, re-measured after every 2-node run: this VM's speed drifts
 
-    def reference(when: str, batch: int = a.batch, beside: bool = True) -> float:
-        r = one_node(batch, a.steps, a.windows, beside)
-        refs.append({"when": when, "batch": batch, "beside": beside, **r})
+class References:
+    """The 1-node reference, re-measured after every 2-node run (this VM's speed drifts)."""
+
+    def __init__(self, a):
+        self.a, self.refs = a, []
+
+    def __call__(self, when: str, batch: int | None = None, beside: bool = True) -> float:
+        batch = batch or self.a.batch
+        r = one_node(batch, self.a.steps, self.a.windows, beside)
+        self.refs.append({"when": when, "batch": batch, "beside": beside, **r})
         print(f"1 node x 1 rank x 1 core, {'beside another' if beside else 'alone'} ({when}): "
               f"{' and '.join(f'{x:.3f}' for x in r['each'])} images/s, "
               f"{batch / r['images_per_second']:.2f} s/step (batch {batch}), "
               f"CPU steal {r['cpu_steal']:.1%}", flush=True)
         return r["images_per_second"]
 
-    rows = []
-    workdir = ROOT / "build" / "scaling-cluster"
-    alone = [reference("start", beside=False)]
-    r_before = reference("start")
-    cluster = Cluster(2, workdir).up()
-    try:
-        cluster.uncap()
-        free = two_nodes(cluster, workdir, a.batch, a.steps, a.windows)
-        r_after = reference("after the uncapped run")
-        r1 = (r_before + r_after) / 2
-        compute = a.batch / r1
-        tl = free["timeline"]
-        host_share = max(0.0, free["step_ms"] / 1e3 - compute) / compute
-        ov = min(1.0, tl["backward_ms"] / 1e3 / compute)
-        path_gbps = GRADIENT_BYTES * 8 / (free["allreduce_ms_per_step"] / 1e3) / 1e9  # 2 ranks: ring = bytes
-        eff = free["images_per_second"] / (2 * r1)
-        print(f"2 nodes, uncapped link: {free['images_per_second']:.3f} images/s, efficiency {eff:.1%} "
-              f"(against {r1:.3f}, the mean of the references either side); allreduce alone "
-              f"{free['allreduce_ms_per_step']} ms -> path rate {path_gbps:.2f} Gb/s; host cost "
-              f"{host_share:.1%} of a step; backward pass {tl['backward_ms']:.0f} ms of {compute * 1e3:.0f} "
-              f"ms -> overlap {ov:.2f}; allreduce busy {tl['allreduce_busy_ms']:.0f} ms/step, "
-              f"{tl['hidden_ms']:.0f} ms of it before the backward pass ended", flush=True)
-        rows.append({"row": "uncapped", "lever": "as is (calibration)", "efficiency": eff,
-                     "measured_images_per_second": free["images_per_second"], "one_node": r1,
-                     "host_share": host_share, "path_gbps": path_gbps, "overlap": ov, "timeline": tl,
-                     "step_ms": free["step_ms"], "allreduce_ms_alone": free.get("allreduce_ms_per_step"),
-                     "bytes_per_step": free["bytes_per_step_n1_tx"], "cpu_steal": free["cpu_steal"]})
-        print("row | lever | real ratio -> cap | measured images/s (efficiency) | predicted "
-              "(efficiency, error) | allreduce alone / model ms | hidden / busy ms | "
-              "MB/step out of n1 / ring MB | CPU steal", flush=True)
-        for i, row in enumerate(ROWS):
-            name = row[0]
-            if i not in chosen:
-                continue
-            ratio, cap_kbit = row_cap(row, compute)
-            cluster.cap(f"{cap_kbit}kbit")
-            runs = [("as is", [], {})] + ([] if a.quick else [
-                (n, f, e) for n, f, e, at in LEVERS if i in at and any(x in n for x in a.lever)])
-            measured = []
-            for lever, flags, env in runs:
-                batch = a.batch * 2 if "BATCHx2" in flags else a.batch
-                flags = [x for x in flags if x != "BATCHx2"]
-                m = two_nodes(cluster, workdir, batch, a.steps, a.windows, flags, env)
-                if batch == a.batch:  # the VM drifts within minutes: a reference after every run
-                    r_before, r_after = r_after, reference(f"row {i + 1}, after {lever}")
-                    local = (r_before + r_after) / 2  # this run's 1-node rate: the references either side
-                else:  # a reference at the lever's own batch, right after it
-                    local = reference(f"row {i + 1}, after {lever}, batch {batch}", batch)
-                measured.append((lever, flags, env, batch, m, local))
-            for lever, flags, env, batch, m, local in measured:
-                compression = flags[1] if flags[:1] == ["--gradient-compression"] else "none"
-                fusion = int(env.get("HOROVOD_FUSION_THRESHOLD", 128 << 20)) / 1e6  # 0: one per tensor
-                local_compute = batch / local
-                p = predict(Job(2, 1, 2 * batch, local, link_gbps=min(cap_kbit / 1e6, path_gbps),
-                                latency_us=50, compression=compression, fusion_mb=fusion, overlap=ov,
-                                host_seconds=host_share * a.batch / local))  # bytes per step, not images
-                eff = m["images_per_second"] / (2 * local)
-                err = m["images_per_second"] / p.images_per_second - 1
-                tl = m["timeline"]
-                rows.append({"row": name, "lever": lever, "real_ratio": ratio, "cap_mbit": cap_kbit / 1e3,
-                             "sim_ratio": (GRADIENT_BYTES / (cap_kbit * 1e3 / 8)) / compute,
-                             "one_node": local, "measured_images_per_second": m["images_per_second"],
-                             "efficiency": eff, "predicted_images_per_second": p.images_per_second,
-                             "predicted_efficiency": p.scaling_efficiency, "prediction_error": err,
-                             "allreduce_ms_alone": m.get("allreduce_ms_per_step"),
-                             "predicted_allreduce_ms": p.allreduce_seconds * 1e3, "timeline": tl,
-                             "step_ms": m["step_ms"], "step_ms_model": p.step_seconds * 1e3,
-                             "compute_ms_one_node": local_compute * 1e3,
-                             "bytes_per_step": m["bytes_per_step_n1_tx"],
-                             "ring_bytes_per_step": p.bytes_per_node_link, "cpu_steal": m["cpu_steal"]})
-                print(f"{name} | {lever} | {ratio:.4f} -> {cap_kbit / 1e3:,.0f} Mbit/s | "
-                      f"{m['images_per_second']:.3f} ({eff:.1%}) | {p.images_per_second:.3f} "
-                      f"({p.scaling_efficiency:.1%}, {err:+.1%}) | {m.get('allreduce_ms_per_step')} / "
-                      f"{p.allreduce_seconds * 1e3:.0f} | {tl['hidden_ms']:.0f} / "
-                      f"{tl['allreduce_busy_ms']:.0f} | {m['bytes_per_step_n1_tx'] / 1e6:.1f} / "
-                      f"{p.bytes_per_node_link / 1e6:.1f} | {m['cpu_steal']:.1%}", flush=True)
-        if not (a.quick or a.no_shared_node) and SHARED_NODE_ROW in chosen:
-            try:
-                shared_node(cluster, workdir, a, ROWS[SHARED_NODE_ROW], compute, rows)
-            except RuntimeError as exc:  # keep the rows measured so far
-                print(f"2 ranks per node: failed: {exc}", flush=True)
-        alone.append(reference("end", beside=False))
-    finally:
-        cluster.down()
+
+def calibrate(cluster: Cluster, workdir: Path, a, r_before: float, reference: References, rows: list):
+    """The uncapped 2-node run: host cost, path rate and overlap the model is given. Returns
+    (the 1-node compute seconds, the reference after it, host share, path Gb/s, overlap)."""
+    cluster.uncap()
+    free = two_nodes(cluster, workdir, a.batch, a.steps, a.windows)
+    r_after = reference("after the uncapped run")
+    r1 = (r_before + r_after) / 2
+    compute = a.batch / r1
+    tl = free["timeline"]
+    host_share = max(0.0, free["step_ms"] / 1e3 - compute) / compute
+    ov = min(1.0, tl["backward_ms"] / 1e3 / compute)
+    path_gbps = GRADIENT_BYTES * 8 / (free["allreduce_ms_per_step"] / 1e3) / 1e9  # 2 ranks: ring = bytes
+    eff = free["images_per_second"] / (2 * r1)
+    print(f"2 nodes, uncapped link: {free['images_per_second']:.3f} images/s, efficiency {eff:.1%} "
+          f"(against {r1:.3f}, the mean of the references either side); allreduce alone "
+          f"{free['allreduce_ms_per_step']} ms -> path rate {path_gbps:.2f} Gb/s; host cost "
+          f"{host_share:.1%} of a step; backward pass {tl['backward_ms']:.0f} ms of {compute * 1e3:.0f} "
+          f"ms -> overlap {ov:.2f}; allreduce busy {tl['allreduce_busy_ms']:.0f} ms/step, "
+          f"{tl['hidden_ms']:.0f} ms of it before the backward pass ended", flush=True)
+    rows.append({"row": "uncapped", "lever": "as is (calibration)", "efficiency": eff,
+                 "measured_images_per_second": free["images_per_second"], "one_node": r1,
+                 "host_share": host_share, "path_gbps": path_gbps, "overlap": ov, "timeline": tl,
+                 "step_ms": free["step_ms"], "allreduce_ms_alone": free.get("allreduce_ms_per_step"),
+                 "bytes_per_step": free["bytes_per_step_n1_tx"], "cpu_steal": free["cpu_steal"]})
+    return compute, r_after, host_share, path_gbps, ov
+
+
+def measure_row(cluster: Cluster, workdir: Path, a, i: int, calib, r_after: float,
+                reference: References, rows: list) -> float:
+    """Row ``i`` at its link cap, as is and with the chosen levers; returns the last reference."""
+    compute, _, host_share, path_gbps, ov = calib
+    name = ROWS[i][0]
+    ratio, cap_kbit = row_cap(ROWS[i], compute)
+    cluster.cap(f"{cap_kbit}kbit")
+    runs = [("as is", [], {})] + ([] if a.quick else [
+        (n, f, e) for n, f, e, at in LEVERS if i in at and any(x in n for x in a.lever)])
+    measured = []
+    for lever, flags, env in runs:
+        batch = a.batch * 2 if "BATCHx2" in flags else a.batch
+        flags = [x for x in flags if x != "BATCHx2"]
+        m = two_nodes(cluster, workdir, batch, a.steps, a.windows, flags, env)
+        if batch == a.batch:  # the VM drifts within minutes: a reference after every run
+            r_before, r_after = r_after, reference(f"row {i + 1}, after {lever}")
+            local = (r_before + r_after) / 2  # this run's 1-node rate: the references either side
+        else:  # a reference at the lever's own batch, right after it
+            local = reference(f"row {i + 1}, after {lever}, batch {batch}", batch)
+        measured.append((lever, flags, env, batch, m, local))
+    for lever, flags, env, batch, m, local in measured:
+        compression = flags[1] if flags[:1] == ["--gradient-compression"] else "none"
+        fusion = int(env.get("HOROVOD_FUSION_THRESHOLD", 128 << 20)) / 1e6  # 0: one per tensor
+        p = predict(Job(2, 1, 2 * batch, local, link_gbps=min(cap_kbit / 1e6, path_gbps),
+                        latency_us=50, compression=compression, fusion_mb=fusion, overlap=ov,
+                        host_seconds=host_share * a.batch / local))  # bytes per step, not images
+        eff = m["images_per_second"] / (2 * local)
+        err = m["images_per_second"] / p.images_per_second - 1
+        tl = m["timeline"]
+        rows.append({"row": name, "lever": lever, "real_ratio": ratio, "cap_mbit": cap_kbit / 1e3,
+                     "sim_ratio": (GRADIENT_BYTES / (cap_kbit * 1e3 / 8)) / compute,
+                     "one_node": local, "measured_images_per_second": m["images_per_second"],
+                     "efficiency": eff, "predicted_images_per_second": p.images_per_second,
+                     "predicted_efficiency": p.scaling_efficiency, "prediction_error": err,
+                     "allreduce_ms_alone": m.get("allreduce_ms_per_step"),
+                     "predicted_allreduce_ms": p.allreduce_seconds * 1e3, "timeline": tl,
+                     "step_ms": m["step_ms"], "step_ms_model": p.step_seconds * 1e3,
+                     "compute_ms_one_node": batch / local * 1e3,
+                     "bytes_per_step": m["bytes_per_step_n1_tx"],
+                     "ring_bytes_per_step": p.bytes_per_node_link, "cpu_steal": m["cpu_steal"]})
+        print(f"{name} | {lever} | {ratio:.4f} -> {cap_kbit / 1e3:,.0f} Mbit/s | "
+              f"{m['images_per_second']:.3f} ({eff:.1%}) | {p.images_per_second:.3f} "
+              f"({p.scaling_efficiency:.1%}, {err:+.1%}) | {m.get('allreduce_ms_per_step')} / "
+              f"{p.allreduce_seconds * 1e3:.0f} | {tl['hidden_ms']:.0f} / "
+              f"{tl['allreduce_busy_ms']:.0f} | {m['bytes_per_step_n1_tx'] / 1e6:.1f} / "
+              f"{p.bytes_per_node_link / 1e6:.1f} | {m['cpu_steal']:.1%}", flush=True)
+    return r_after
+
+
+def summarize(a, alone: list, refs: list, rows: list) -> None:
     beside = [r["images_per_second"] for r in refs if r["beside"] and r["batch"] == a.batch]
     print(f"a core alone: {alone[0]:.3f} (start) and {alone[-1]:.3f} images/s (end); beside another: "
           f"{beside[0]:.3f} and {beside[-1]:.3f}. A busy neighbour costs this VM "
           f"{1 - (beside[0] + beside[-1]) / (alone[0] + alone[-1]):.1%}: against a lone node every "
           f"efficiency above is that much lower", flush=True)
     within = [r for r in rows if r.get("lever") == "as is" and abs(r["prediction_error"]) <= 0.10]
-    print(f"prediction within 10% at {len(within)} of {len(chosen)} link caps (as is)")
+    print(f"prediction within 10% at {len(within)} of {len(a.chosen)} link caps (as is)")
     out = Path(a.out) / f"scaling-{time.strftime('%Y-%m-%dT%H%M%SZ', time.gmtime())}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"one_node": refs, "rows": rows}, indent=2))
     print(f"wrote {out}")
+
+
+def main() -> int:
+    a = _args()
+    # a kill runs the finally blocks below: the cluster's namespaces and links go down
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    reference, rows, workdir = References(a), [], ROOT / "build" / "scaling-cluster"
+    alone = [reference("start", beside=False)]
+    r_before = reference("start")
+    cluster = Cluster(2, workdir).up()
+    try:
+        calib = calibrate(cluster, workdir, a, r_before, reference, rows)
+        print("row | lever | real ratio -> cap | measured images/s (efficiency) | predicted "
+              "(efficiency, error) | allreduce alone / model ms | hidden / busy ms | "
+              "MB/step out of n1 / ring MB | CPU steal", flush=True)
+        r_after = calib[1]
+        for i in sorted(a.chosen):
+            r_after = measure_row(cluster, workdir, a, i, calib, r_after, reference, rows)
+        if not (a.quick or a.no_shared_node) and SHARED_NODE_ROW in a.chosen:
+            try:
+                shared_node(cluster, workdir, a, ROWS[SHARED_NODE_ROW], calib[0], rows)
+            except RuntimeError as exc:  # keep the rows measured so far
+                print(f"2 ranks per node: failed: {exc}", flush=True)
+        alone.append(reference("end", beside=False))
+    finally:
+        cluster.down()
+    summarize(a, alone, reference.refs, rows)
     return 0
 
 
