@@ -46,7 +46,7 @@ def _call(fn, *args, **kw):
     try:
         return fn(*args, **kw)
     except HvdtrainError as exc:
-        _fail(str(exc))
+        _fail(str(exc), exc.exit_code)
 
 
 # Options come from the config dataclasses (``flags``): a flag's default and help live there, once.

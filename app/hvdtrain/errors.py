@@ -4,7 +4,9 @@ Anything else is a bug and keeps its traceback."""
 
 
 class HvdtrainError(Exception):
-    """Base of every error the CLI reports as a plain message."""
+    """Base of every error the CLI reports as a plain message, exiting with ``exit_code``."""
+
+    exit_code = 1
 
 
 class ConfigError(HvdtrainError, ValueError):

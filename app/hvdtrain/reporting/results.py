@@ -62,6 +62,9 @@ class TrainReport:
     plan: dict
     threads: dict
     rank_weight_checksums: dict
+    checkpoint_seconds: float = 0.0  # spent saving, this attempt
+    checkpoint_share: float = 0.0    # of ttt_seconds
+    stopped_by: str | None = None    # the signal that ended this attempt early (saved; exit 75)
     evaluations: list = field(default_factory=list)
     best_top1: float | None = None
     target: TargetOutcome | None = None

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 from hvdtrain import atomic
@@ -40,27 +41,40 @@ def path_for(model_dir: str | Path, step: int) -> Path:
 
 
 class Checkpointer:
-    """The checkpoint cadence: every ``every`` steps before the last (``after_step``), and the last
-    step (``final``). ``save(step)`` writes and returns the path (on rank 0; None elsewhere);
-    ``record(path)`` tells the run's log; ``pause()`` brackets a save (the watchdog's)."""
+    """The checkpoint cadence: every ``every`` steps or ``every_seconds`` (whichever comes first)
+    before the last step (``after_step``), and the last step (``final``). The time is each rank's
+    own clock: the loop makes the ranks agree (``time_due`` on any rank saves on all) before
+    ``after_step``. ``save(step)`` writes and returns the path (on rank 0; None elsewhere);
+    ``record(path)`` tells the run's log; ``pause()`` brackets a save (the watchdog's). ``seconds``
+    is the time spent saving, for the report."""
 
-    def __init__(self, save, record, every: int, last_step: int, pause=contextlib.nullcontext):
+    def __init__(self, save, record, every: int, last_step: int, pause=contextlib.nullcontext,
+                 every_seconds: float | None = None, clock=time.monotonic):
         self.save, self.record, self.every, self.last_step, self.pause = save, record, every, last_step, pause
+        self.every_seconds, self.clock = every_seconds, clock
+        self.saved_at, self.seconds, self.saves = clock(), 0.0, 0
 
     def due(self, step: int) -> bool:
         return step % self.every == 0 and step < self.last_step
 
-    def after_step(self, step: int) -> None:
-        if self.due(step):
+    def time_due(self) -> bool:
+        return bool(self.every_seconds) and self.clock() - self.saved_at >= self.every_seconds
+
+    def after_step(self, step: int, by_time: bool = False) -> None:
+        if self.due(step) or (by_time and step < self.last_step):
             with self.pause():
                 self._save(step)
 
-    def final(self, step: int) -> None:
-        self._save(step)
+    def final(self, step: int) -> Path | None:
+        return self._save(step)
 
-    def _save(self, step: int) -> None:
+    def _save(self, step: int) -> Path | None:
+        t = self.clock()
         if path := self.save(step):
             self.record(path)
+        self.saved_at = self.clock()
+        self.seconds, self.saves = self.seconds + self.saved_at - t, self.saves + 1
+        return path
 
 
 def save(model_dir: str | Path, step: int, trackable, meta: dict, keep: int | None = None) -> Path:

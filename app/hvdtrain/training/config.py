@@ -161,6 +161,11 @@ class TrainConfig(Validated):
     faults: FaultFlags = field(default_factory=FaultFlags)
     checkpoint_every_steps: int = flag(1000, "--checkpoint-every-steps", low=1,
                                        help="Rank 0 saves a checkpoint this often (and at the end).")
+    checkpoint_every_minutes: float = flag(10.0, "--checkpoint-every-minutes", low=0, open_low=True,
+                                           help="Also save when this long has passed since the last "
+                                                "save (whichever of this and --checkpoint-every-steps "
+                                                "comes first): a time limit or a lost node costs at "
+                                                "most this much work.")
     keep_checkpoints: int = flag(5, "--keep-checkpoints", low=1, help="Newest K checkpoints kept.")
     log_every_steps: int = flag(50, "--log-every-steps", low=1, help="Log line cadence.")
     eval_at_end: bool = flag(False, "--eval-at-end", help="Score the validation set at the end.")

@@ -16,8 +16,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from hvdtrain import __version__, atomic, flags
-from hvdtrain.cluster import faults, runtime
+from hvdtrain.cluster import faults, runtime, stop_signals
 from hvdtrain.cluster.netbeat import NetBeat
+from hvdtrain.cluster.stop_signals import EX_TEMPFAIL, StopSignals
 from hvdtrain.cluster.watchdog import Watchdog
 from hvdtrain.data import integrity, manifest
 from hvdtrain.errors import HvdtrainError
@@ -34,6 +35,21 @@ class TrainingError(HvdtrainError, RuntimeError):
     pass
 
 
+class Interrupted(HvdtrainError):
+    """A stop signal ended the run early, after a checkpoint: run again to continue."""
+
+    exit_code = EX_TEMPFAIL
+
+
+def _agree(rt, *values: int) -> list[int]:
+    """The largest of each value over all ranks: one small allreduce per step, so every rank
+    takes the same decision (save now, stop now) at the same step boundary."""
+    if rt.size == 1:
+        return list(values)
+    agreed = rt.hvd.allreduce(rt.tf.constant(values, rt.tf.int32), op=rt.hvd.Max, name="agree")
+    return [int(v) for v in agreed.numpy()]
+
+
 def run_training(cfg: TrainConfig) -> TrainReport:
     """Set up, loop, finish. The loop's parts decide their own cadence: the logger, the
     checkpointer and the evaluator (``StepLogger``, ``Checkpointer``, ``Evaluator``)."""
@@ -42,7 +58,7 @@ def run_training(cfg: TrainConfig) -> TrainReport:
     logger = StepLogger(run.events, run.meter, cfg.log_every_steps, plan.train_steps,
                         plan.steps_per_epoch, run.optim.lr_at)
     checkpointer = Checkpointer(run.state.save, run.events.checkpoint, cfg.checkpoint_every_steps,
-                                plan.train_steps, run.watchdog.paused)
+                                plan.train_steps, run.watchdog.paused, cfg.checkpoint_every_minutes * 60)
     evaluator = _evaluator(run)
     last = loop(run, logger, checkpointer, evaluator)
     return finish(run, last, logger.xent, checkpointer, evaluator)
@@ -50,7 +66,7 @@ def run_training(cfg: TrainConfig) -> TrainReport:
 
 def loop(run: Run, logger: StepLogger, checkpointer: Checkpointer, evaluator: Evaluator) -> int:
     """Steps from the resumed one to the plan's last; returns the last step run (earlier when an
-    evaluation reaches --target-accuracy)."""
+    evaluation reaches --target-accuracy, or a stop signal came: ``run.stopped_by``)."""
     rt, plan, last = run.rt, run.plan, run.plan.train_steps
     for step in range(run.start_step + 1, plan.train_steps + 1):
         run.fault.maybe_stall(rt.rank, step)
@@ -59,7 +75,11 @@ def loop(run: Run, logger: StepLogger, checkpointer: Checkpointer, evaluator: Ev
             xent, applied = run.train_step(images, labels)
         run.bad.check(rt, bool(applied), step, xent, run.optim.lr_at(step))
         logger.after_step(step, xent)
-        checkpointer.after_step(step)
+        signum, time_due = _agree(rt, run.stop.signum, checkpointer.time_due())  # every rank alike
+        checkpointer.after_step(step, by_time=bool(time_due))
+        if signum:
+            run.stopped_by, last = stop_signals.name(signum), step
+            break
         if evaluator.due(step):
             with run.watchdog.paused(), run.meter.paused():
                 res = evaluator.evaluate(step)
@@ -94,6 +114,8 @@ class Run:
     meter: StepMeter
     bad: BadSteps
     target: Target
+    stop: StopSignals
+    stopped_by: str | None = None
 
 
 def prepare(cfg: TrainConfig) -> Run:
@@ -142,7 +164,7 @@ def prepare(cfg: TrainConfig) -> Run:
     return Run(cfg, rt, plan, data, net, optim, state, start, checksums, events, mlperf, fault,
                _batches(rt, data, cfg, plan, start), train_step, watchdog,
                StepMeter(start, plan.global_batch), BadSteps(cfg.max_bad_steps, cfg.model_dir),
-               Target(cfg.target_accuracy, plan))
+               Target(cfg.target_accuracy, plan), StopSignals().install())
 
 
 def _evaluator(run: Run) -> Evaluator:
@@ -172,7 +194,7 @@ def finish(run: Run, last: int, xent: float, checkpointer: Checkpointer,
     """The last checkpoint, the report, the final evaluation, the MLPerf run_stop."""
     rt, cfg, plan, target = run.rt, run.cfg, run.plan, run.target
     seconds, images_per_second = run.meter.totals(last - run.start_step)
-    checkpointer.final(last)  # averages the BN statistics first
+    saved = checkpointer.final(last)  # averages the BN statistics first
     report = TrainReport(
         ttt_seconds=round(seconds, 3),
         images_per_second=round(images_per_second, 2) if images_per_second else None,
@@ -182,9 +204,18 @@ def finish(run: Run, last: int, xent: float, checkpointer: Checkpointer,
         precision=cfg.net.precision, skipped_steps=run.bad.count, model=cfg.net.model,
         image_size=cfg.net.image_size, plan=plan.as_dict(), threads=vars(rt.threads),
         rank_weight_checksums={"after_broadcast": run.checksums_at_start,
-                               "at_end": _rank_checksums(rt, run.net.variables + run.optim.variables)})
+                               "at_end": _rank_checksums(rt, run.net.variables + run.optim.variables)},
+        checkpoint_seconds=round(checkpointer.seconds, 3),
+        checkpoint_share=round(checkpointer.seconds / seconds, 4) if seconds else 0.0,
+        stopped_by=run.stopped_by)
     target.fill(report, run.events.history)
     run.events.report(report, _write_or_explain)
+    rt.log(f"checkpoints: {checkpointer.saves} in {checkpointer.seconds:.1f} s, "
+           f"{report.checkpoint_share:.1%} of the training time")
+    if run.stopped_by:
+        raise Interrupted(f"stopped by {run.stopped_by} at step {last} of {plan.train_steps}: "
+                          f"{'checkpoint ' + str(saved) if saved else 'rank 0 saved a checkpoint'}; "
+                          f"run the same command again to continue (exit status {EX_TEMPFAIL})")
     if evaluator.due_at_end(last) and target.step != last:
         report.eval = evaluator.evaluate(last, final=True)
         target.reached_by(report.eval.top1, last, run.events.seconds())

@@ -5,10 +5,12 @@ test runs in milliseconds."""
 from __future__ import annotations
 
 import contextlib
+import signal
 from types import SimpleNamespace
 
 import pytest
 
+from hvdtrain.cluster.stop_signals import StopSignals
 from hvdtrain.reporting.events import StepLogger, StepMeter
 from hvdtrain.reporting.results import EvalResult
 from hvdtrain.training.checkpoint import Checkpointer
@@ -34,15 +36,19 @@ class FakeEvents:
 
 
 def _run(tmp_path, steps=12, start=0, every=(5, 4, 6), top1=None, target=None, bad_at=(),
-         max_bad=0, rank=0):
+         max_bad=0, rank=0, signal_at=None, clock=None):
     """A Run with a fake step (loss = step; not applied at ``bad_at``) and the real components."""
     plan = SimpleNamespace(train_steps=steps, steps_per_epoch=4.0, global_batch=8)
     events, taken, lines = FakeEvents(), [], []
-    rt = SimpleNamespace(rank=rank, log=lines.append)
+    rt = SimpleNamespace(rank=rank, size=1, log=lines.append)
     paused = contextlib.nullcontext
+
+    stop = StopSignals()
 
     def train_step(images, labels):
         taken.append(images)
+        if images == signal_at:
+            stop._note(signal.SIGUSR1, None)  # as the handler would, mid-step
         return float(images), images not in bad_at
 
     run = SimpleNamespace(
@@ -51,11 +57,12 @@ def _run(tmp_path, steps=12, start=0, every=(5, 4, 6), top1=None, target=None, b
         batches=((i, i) for i in range(start + 1, steps + 1)),
         watchdog=SimpleNamespace(step=lambda s: paused(), paused=paused, stop=lambda: lines.append("stop")),
         train_step=train_step, optim=SimpleNamespace(lr_at=lambda s: 0.1), meter=StepMeter(start, 8),
-        bad=BadSteps(max_bad, tmp_path), target=Target(target, plan))
+        bad=BadSteps(max_bad, tmp_path), target=Target(target, plan), stop=stop, stopped_by=None)
     log_every, ckpt_every, eval_every = every
     logger = StepLogger(events, run.meter, log_every, steps, plan.steps_per_epoch, run.optim.lr_at)
     checkpointer = Checkpointer(lambda s: f"ckpt-{s}" if rank == 0 else None, events.checkpoint,
-                                ckpt_every, steps, paused)
+                                ckpt_every, steps, paused, every_seconds=60 if clock else None,
+                                clock=clock or (lambda: 0.0))
     scores = top1 or {}
     evaluator = Evaluator(lambda s, final: EvalResult(scores.get(s, 0.1), 1.0, 0.5, 10, 0.1, 100.0),
                           events.evaluation,
@@ -116,3 +123,27 @@ def test_cadence_without_evaluations():
     assert not any(ev.due(s) for s in range(1, 11)) and not ev.due_at_end(10)
     ck = Checkpointer(lambda s: s, lambda p: None, 3, 9)
     assert [s for s in range(1, 10) if ck.due(s)] == [3, 6]
+
+
+def test_a_stop_signal_ends_the_loop_at_the_next_step_boundary(tmp_path):
+    run, logger, ckpt, ev, taken, lines = _run(tmp_path, signal_at=6)
+    assert loop(run, logger, ckpt, ev) == 6 and run.stopped_by == "SIGUSR1"
+    assert taken == list(range(1, 7)) and run.events.evals == []  # step 6's evaluation is skipped
+    assert lines == ["stop"]  # the watchdog ends cleanly: finish() saves step 6, then exit 75
+    ckpt.final(6)
+    assert run.events.checkpoints == ["ckpt-4", "ckpt-6"]
+
+
+def test_checkpoints_come_on_time_too(tmp_path):
+    """Every 60 s of a fake clock that gains 25 s at each reading (one a step, two a save), besides
+    every 4 steps: time saves at steps 3, 7 and 11; never at the last step (finish() saves it)."""
+    now = [0.0]
+
+    def clock():
+        now[0] += 25.0
+        return now[0]
+
+    run, logger, ckpt, ev, _, _ = _run(tmp_path, every=(5, 4, 100), clock=clock)
+    loop(run, logger, ckpt, ev)
+    assert run.events.checkpoints == ["ckpt-3", "ckpt-4", "ckpt-7", "ckpt-8", "ckpt-11"]
+    assert ckpt.saves == 5 and ckpt.seconds == 5 * 25.0
