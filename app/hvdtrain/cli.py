@@ -28,11 +28,13 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 
 def _fail(msg: str, code: int = 1):
+    from hvdtrain.cluster.stop_signals import EX_TEMPFAIL
     from hvdtrain.cluster.world import world
 
     w = world()
     where = f" (rank {w.rank} of {w.size})" if w.size > 1 else ""
-    typer.echo(f"hvdtrain: error{where}: {msg}", err=True)
+    what = "stopped" if code == EX_TEMPFAIL else "error"  # saved on a signal: not a failure
+    typer.echo(f"hvdtrain: {what}{where}: {msg}", err=True)
     raise typer.Exit(code)
 
 
