@@ -99,6 +99,16 @@ def test_batch_templates_reproduce_the_seed_run(script):
         assert flag in text
 
 
+@pytest.mark.parametrize("script", ["slurm-seed-256.sbatch", "slurm-train.sbatch"])
+def test_slurm_templates_save_on_the_warning_and_requeue(script):
+    text = (ROOT / "entrypoints" / script).read_text()
+    assert subprocess.run(["bash", "-n", str(ROOT / "entrypoints" / script)]).returncode == 0
+    for line in ("#SBATCH --requeue", "#SBATCH --signal=B:USR1@180", "#SBATCH --open-mode=append"):
+        assert line in text.splitlines(), (script, line)
+    train = (ROOT / "entrypoints" / "slurm-train.sbatch").read_text()
+    assert "exec bash \"$(dirname \"$launcher\")/requeue-on-signal.sh\"" in train  # the batch shell itself
+
+
 def test_launcher_defaults_to_one_rank_per_socket(tmp_path):
     sockets = subprocess.run("lscpu -p=SOCKET | grep -v '^#' | sort -u | wc -l", shell=True,
                              capture_output=True, text=True).stdout.strip()
@@ -110,3 +120,54 @@ def test_launcher_defaults_to_one_rank_per_socket(tmp_path):
                          capture_output=True, text=True,
                          env={**env, "DRY_RUN": "1", "MPIRUN": str(fake)})
     assert f"--npernode {sockets} " in res.stdout, res.stdout
+
+
+# ------------------------------------------------------------- requeue-on-signal.sh (the templates')
+def _requeue_job(tmp_path, signal_to_send=None, **env):
+    """The wrapper around a stand-in for mpirun that saves on SIGUSR1 as the ranks do (exit 75);
+    ``scontrol`` and ``qrerun`` are stand-ins that record their arguments."""
+    import signal as sig
+    import time
+
+    bin_dir, log = tmp_path / "bin", tmp_path / "requeued"
+    bin_dir.mkdir(exist_ok=True)
+    for tool in ("scontrol", "qrerun"):
+        (bin_dir / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >> "{log}"\n')
+        (bin_dir / tool).chmod(0o755)
+    job = tmp_path / "job.sh"
+    job.write_text('#!/bin/bash\ntrap "echo saved; exit 75" USR1\necho started\n'
+                   'for i in $(seq 100); do sleep 0.1; done\n')
+    proc = subprocess.Popen(["bash", str(ROOT / "entrypoints" / "requeue-on-signal.sh"), "bash", str(job)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", **env})
+    if signal_to_send:
+        assert "attempt" in proc.stdout.readline() and proc.stdout.readline().strip() == "started"
+        time.sleep(0.2)
+        proc.send_signal(getattr(sig, signal_to_send))  # to the wrapper, as Slurm's --signal=B: does
+    out, err = proc.communicate(timeout=30)
+    return proc.returncode, out, err, log.read_text() if log.exists() else ""
+
+
+@pytest.mark.parametrize("signal_to_send", ["SIGUSR1", "SIGTERM"])
+def test_a_warning_or_the_time_limit_saves_and_requeues_the_job(tmp_path, signal_to_send):
+    code, out, _, requeued = _requeue_job(tmp_path, signal_to_send, SLURM_JOB_ID="42")
+    assert code == 75 and "asking the ranks to save" in out and "saved" in out
+    assert requeued == "scontrol requeue 42\n"
+
+
+def test_pbs_jobs_rerun_and_a_spent_budget_stops_requeueing(tmp_path):
+    code, _, _, requeued = _requeue_job(tmp_path, "SIGUSR1", PBS_JOBID="7.pbs")
+    assert code == 75 and requeued == "qrerun 7.pbs\n"
+    (tmp_path / "requeued").unlink()
+    code, _, err, requeued = _requeue_job(tmp_path, "SIGUSR1", SLURM_JOB_ID="42", SLURM_RESTART_COUNT="3")
+    assert code == 75 and requeued == "" and "restart budget is spent (3 of HVDTRAIN_MAX_RESTARTS=3)" in err
+
+
+def test_a_finished_job_is_not_requeued_and_a_bad_budget_is_refused(tmp_path):
+    (tmp_path / "ok.sh").write_text("exit 0\n")
+    res = subprocess.run(["bash", str(ROOT / "entrypoints" / "requeue-on-signal.sh"), "bash",
+                          str(tmp_path / "ok.sh")], capture_output=True, text=True, timeout=30,
+                         env={**os.environ, "SLURM_JOB_ID": "42"})
+    assert res.returncode == 0 and "requeue" not in res.stdout.replace("requeue-on-signal", "")
+    code, out, err, _ = _requeue_job(tmp_path, HVDTRAIN_MAX_RESTARTS="three")
+    assert code == 2 and "HVDTRAIN_MAX_RESTARTS='three' is not a number" in err and "started" not in out
