@@ -1,7 +1,8 @@
 """Save on a signal. SIGTERM, SIGUSR1 or SIGINT (a batch system's warning or time limit, mpirun
 forwarding one, a person's Ctrl-C) is only noted here, in the handler; the training loop acts on
-it at the next step boundary, once every rank agrees (``training.train.loop``): rank 0 saves a
-checkpoint and every process exits with ``EX_TEMPFAIL`` (75: saved, not finished). A signal that
+it once every rank agrees, which the next step's own allreduce settles (``engine.step``), so at the
+end of the step after the signal (``training.train.loop``): rank 0 saves a checkpoint and every
+process exits with ``EX_TEMPFAIL`` (75: saved, not finished). A signal that
 comes during an evaluation or a checkpoint write is noted and honoured when that finishes; a second
 one changes nothing, so it cannot corrupt the save."""
 

@@ -41,15 +41,6 @@ class Interrupted(HvdtrainError):
     exit_code = EX_TEMPFAIL
 
 
-def _agree(rt, *values: int) -> list[int]:
-    """The largest of each value over all ranks: one small allreduce per step, so every rank
-    takes the same decision (save now, stop now) at the same step boundary."""
-    if rt.size == 1:
-        return list(values)
-    agreed = rt.hvd.allreduce(rt.tf.constant(values, rt.tf.int32), op=rt.hvd.Max, name="agree")
-    return [int(v) for v in agreed.numpy()]
-
-
 def run_training(cfg: TrainConfig) -> TrainReport:
     """Set up, loop, finish. The loop's parts decide their own cadence: the logger, the
     checkpointer and the evaluator (``StepLogger``, ``Checkpointer``, ``Evaluator``)."""
@@ -71,11 +62,11 @@ def loop(run: Run, logger: StepLogger, checkpointer: Checkpointer, evaluator: Ev
     for step in range(run.start_step + 1, plan.train_steps + 1):
         run.fault.maybe_stall(rt.rank, step)
         images, labels = next(run.batches)
+        requests = [run.stop.signum, int(checkpointer.time_due())]  # this rank's, as the step starts
         with run.watchdog.step(step):
-            xent, applied = run.train_step(images, labels)
+            xent, applied, (signum, time_due) = run.train_step(images, labels, requests)  # agreed
         run.bad.check(rt, bool(applied), step, xent, run.optim.lr_at(step))
         logger.after_step(step, xent)
-        signum, time_due = _agree(rt, run.stop.signum, checkpointer.time_due())  # every rank alike
         checkpointer.after_step(step, by_time=bool(time_due))
         if signum:
             run.stopped_by, last = stop_signals.name(signum), step
@@ -154,8 +145,9 @@ def prepare(cfg: TrainConfig) -> Run:
         rt.log(f"model dir {cfg.model_dir} is already at step {start} of {plan.train_steps}; nothing to do")
     events = Events(rt, cfg.model_dir, start, _curve_info(cfg, plan), mlperf)
     fault = faults.from_env()
-    train_step = make_train_step(rt, net, optim, plan.label_smoothing, inject_nan_at=fault.nan_at_step,
-                                 compression=cfg.gradient_compression)
+    train_step = _with_requests(rt, make_train_step(rt, net, optim, plan.label_smoothing,
+                                                    inject_nan_at=fault.nan_at_step,
+                                                    compression=cfg.gradient_compression))
     watchdog = Watchdog(cfg.faults.stall_timeout, rt.rank, rt.size, RunDir(cfg.model_dir).heartbeats,
                         netbeat=NetBeat.start(rt) if cfg.faults.stall_timeout > 0 else None)
     if mlperf:
@@ -165,6 +157,16 @@ def prepare(cfg: TrainConfig) -> Run:
                _batches(rt, data, cfg, plan, start), train_step, watchdog,
                StepMeter(start, plan.global_batch), BadSteps(cfg.max_bad_steps, cfg.model_dir),
                Target(cfg.target_accuracy, plan), StopSignals().install())
+
+
+def _with_requests(rt, step):
+    """The compiled step taking and returning the ranks' requests as plain integers: each rank's
+    [stop signal, checkpoint due by time] in, their maximum over all ranks out (``engine.step``),
+    so every rank takes the same decision at the same step boundary."""
+    def train_step(images, labels, requests: list[int]):
+        xent, applied, agreed = step(images, labels, rt.tf.constant(requests, rt.tf.int32))
+        return xent, applied, [int(v) for v in agreed.numpy()]
+    return train_step
 
 
 def _evaluator(run: Run) -> Evaluator:

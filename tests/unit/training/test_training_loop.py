@@ -45,11 +45,11 @@ def _run(tmp_path, steps=12, start=0, every=(5, 4, 6), top1=None, target=None, b
 
     stop = StopSignals()
 
-    def train_step(images, labels):
+    def train_step(images, labels, requests):
         taken.append(images)
         if images == signal_at:
             stop._note(signal.SIGUSR1, None)  # as the handler would, mid-step
-        return float(images), images not in bad_at
+        return float(images), images not in bad_at, requests  # one rank: its requests are agreed
 
     run = SimpleNamespace(
         rt=rt, plan=plan, start_step=start, events=events,
@@ -125,13 +125,15 @@ def test_cadence_without_evaluations():
     assert [s for s in range(1, 10) if ck.due(s)] == [3, 6]
 
 
-def test_a_stop_signal_ends_the_loop_at_the_next_step_boundary(tmp_path):
-    run, logger, ckpt, ev, taken, lines = _run(tmp_path, signal_at=6)
-    assert loop(run, logger, ckpt, ev) == 6 and run.stopped_by == "SIGUSR1"
-    assert taken == list(range(1, 7)) and run.events.evals == []  # step 6's evaluation is skipped
-    assert lines == ["stop"]  # the watchdog ends cleanly: finish() saves step 6, then exit 75
-    ckpt.final(6)
-    assert run.events.checkpoints == ["ckpt-4", "ckpt-6"]
+def test_a_stop_signal_ends_the_loop_after_the_next_step(tmp_path):
+    """A signal during step 6 rides on step 7's allreduce (the ranks agree inside the step), so
+    every rank stops after step 7, which is neither evaluated nor left unsaved."""
+    run, logger, ckpt, ev, taken, lines = _run(tmp_path, signal_at=6, every=(5, 4, 7))
+    assert loop(run, logger, ckpt, ev) == 7 and run.stopped_by == "SIGUSR1"
+    assert taken == list(range(1, 8)) and run.events.evals == []  # step 7's evaluation is skipped
+    assert lines == ["stop"]  # the watchdog ends cleanly: finish() saves step 7, then exit 75
+    ckpt.final(7)
+    assert run.events.checkpoints == ["ckpt-4", "ckpt-7"]
 
 
 def test_checkpoints_come_on_time_too(tmp_path):
