@@ -12,8 +12,8 @@ import time
 os.environ.setdefault("HOROVOD_CYCLE_TIME", "20")
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
-import horovod.tensorflow as hvd  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import horovod.tensorflow as hvd
+import tensorflow as tf
 
 
 def main() -> None:
