@@ -1,12 +1,13 @@
-"""``hvdtrain train``: the seed's recipe as Horovod data-parallel training, top to bottom.
+"""``hvdtrain train``: Horovod data-parallel training, top to bottom: set up, loop, finish.
 
-``run_training`` reads in four headed phases; each delegates to one small piece:
-data and world (``manifest``, ``runtime``: hvd.init, ``config.make_plan``: the global batch split
-over the ranks, LR scaled), model and state (``model``, ``optim``, ``RunState``: rank 0 restores,
-then ``hvd.broadcast_variables``), the loop (``step``: DistributedGradientTape; ``watchdog``;
-``events``), and the end (report, evaluation). Rank 0 alone writes (``events``, ``RunState``).
+``prepare``: the data (``manifest``, shard checks), the world (``runtime``: hvd.init), the plan
+(``config.make_plan``: the global batch split over the ranks, the LR scaled), the model and
+optimizer, and the same start on every rank (rank 0 restores, then ``hvd.broadcast_variables``).
+``loop``: one step after another (``engine.step``: DistributedGradientTape), while the parts that
+decide when to act own their cadence: ``StepLogger``, ``Checkpointer`` (every K steps or minutes),
+``Evaluator``, ``Target``, ``BadSteps``, and a stop signal the ranks agree on inside the step.
+``finish``: the last checkpoint, the ``TrainReport``, the final evaluation. Rank 0 alone writes.
 """
-
 from __future__ import annotations
 
 import os
