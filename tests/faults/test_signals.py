@@ -63,8 +63,9 @@ def test_a_signal_saves_exits_75_and_the_rerun_continues_exactly(demo_model, dem
     ours, theirs = _losses(res.stdout), _losses(ref_out)
     assert sorted(ours) == list(range(step + 1, 166))
     assert all(ours[s] == theirs[s] for s in (160, 165)), (ours, theirs)
-    got = json.loads((model / "train_report.json").read_text())["rank_weight_checksums"]["at_end"]
-    want = json.loads((ref_dir / "train_report.json").read_text())["rank_weight_checksums"]["at_end"]
-    # The weights are bit-equal; the BN moving averages were averaged over the ranks once more (at
-    # the signal's checkpoint), which is linear and so equal only up to float rounding.
-    assert got == pytest.approx(want, rel=1e-9)
+    got = json.loads((model / "train_report.json").read_text())["rank_weight_checksums"]
+    want = json.loads((ref_dir / "train_report.json").read_text())["rank_weight_checksums"]
+    assert got["trainable_at_end"] == want["trainable_at_end"]  # the weights, bit for bit
+    # The BN moving averages were averaged over the ranks once more (at the signal's checkpoint):
+    # averaging is linear, so they agree up to float32 rounding (1.2e-8 of the checksum, measured).
+    assert got["at_end"] == pytest.approx(want["at_end"], rel=1e-6)

@@ -80,7 +80,9 @@ def test_resume_from_two_ranks_on_one(trained, demo_records, tmp_path):
     res = run(["train", "--data-dir", demo_records, "--model-dir", model_dir, *DEMO])
     assert res.returncode == 0, res.stderr
     assert "resumed from" in res.stdout and "step 150" in res.stdout
-    assert f"resumed with changed settings: --model-dir {trained[0]} -> {model_dir}" in res.stdout
+    changed = re.search(r"^resumed with changed settings: (.*)$", res.stdout, re.M)
+    assert changed and f"--model-dir {trained[0]} -> {model_dir}" in changed[1], res.stdout[-2000:]
+    assert "--eval-at-end True -> False" in changed[1]  # the shared run also evaluated at its end
     rep = json.loads((model_dir / "train_report.json").read_text())
     assert rep["start_step"] == 150 and rep["steps_this_run"] == 15 and rep["num_ranks"] == 1
     assert (model_dir / "checkpoints" / "ckpt-00000165").is_dir()

@@ -207,7 +207,9 @@ def finish(run: Run, last: int, xent: float, checkpointer: Checkpointer,
         precision=cfg.net.precision, skipped_steps=run.bad.count, model=cfg.net.model,
         image_size=cfg.net.image_size, plan=plan.as_dict(), threads=vars(rt.threads),
         rank_weight_checksums={"after_broadcast": run.checksums_at_start,
-                               "at_end": _rank_checksums(rt, run.net.variables + run.optim.variables)},
+                               "at_end": _rank_checksums(rt, run.net.variables + run.optim.variables),
+                               # the weights alone: what a resume must reproduce bit for bit
+                               "trainable_at_end": _rank_checksums(rt, run.net.trainable_variables)},
         checkpoint_seconds=round(checkpointer.seconds, 3),
         checkpoint_share=round(checkpointer.seconds / seconds, 4) if seconds else 0.0,
         stopped_by=run.stopped_by)
