@@ -4,12 +4,11 @@ and finishes exactly as the uninterrupted run would have."""
 import json
 import os
 import re
-import shutil
 import signal
 import time
 
 import pytest
-from support.fault_jobs import FAST, Job, steps_logged
+from support.fault_jobs import FAST, Job, resumable_copy, steps_logged
 
 from conftest import DEMO, run
 from hvdtrain.cluster import faults
@@ -22,11 +21,7 @@ def test_kill_one_rank_then_resume_matches_uninterrupted(demo_model, demo_record
     uninterrupted demo run did (same losses, same weights, same top-1). The uninterrupted run is
     the suite's one demo model, so the test trains 20 steps instead of a reference of 165."""
     ref_dir, ref_out = demo_model
-    model = tmp_path / "m"
-    shutil.copytree(ref_dir, model)
-    shutil.rmtree(model / "checkpoints" / "ckpt-00000165")
-    for name in ("train_report.json", "eval_results.json"):
-        (model / name).unlink()
+    model = resumable_copy(ref_dir, tmp_path)
     args = ["train", "--data-dir", demo_records, "--model-dir", model, *DEMO, "--eval-at-end",
             "--log-every-steps", 5]  # logs more often than the demo; the numbers are the same
     job = Job(args, np=2)

@@ -5,26 +5,15 @@ checkpoint is written, every process exits 75, and the rerun continues exactly."
 import json
 import os
 import re
-import shutil
 import signal
 
 import pytest
-from support.fault_jobs import Job
+from support.fault_jobs import Job, resumable_copy
 
 from conftest import DEMO, run
 from hvdtrain.training import checkpoint
 
 pytestmark = pytest.mark.integration
-
-
-def _resumable_copy(ref_dir, tmp_path):
-    """The shared demo run, back at its step-150 checkpoint (as if it had stopped there)."""
-    model = tmp_path / "m"
-    shutil.copytree(ref_dir, model)
-    shutil.rmtree(model / "checkpoints" / "ckpt-00000165")
-    for name in ("train_report.json", "eval_results.json"):
-        (model / name).unlink()
-    return model
 
 
 def _losses(stdout: str) -> dict[int, str]:
@@ -34,7 +23,7 @@ def _losses(stdout: str) -> dict[int, str]:
 @pytest.mark.parametrize("how", ["SIGUSR1 to mpirun", "SIGTERM to rank 1", "SIGUSR1 twice"])
 def test_a_signal_saves_exits_75_and_the_rerun_continues_exactly(demo_model, demo_records, tmp_path, how):
     ref_dir, ref_out = demo_model
-    model = _resumable_copy(ref_dir, tmp_path)
+    model = resumable_copy(ref_dir, tmp_path)
     args = ["train", "--data-dir", demo_records, "--model-dir", model, *DEMO, "--log-every-steps", 1]
     job = Job(args, np=2)
     job.wait_for(r"^step 153/165")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import threading
@@ -18,6 +19,17 @@ from conftest import LEDGER, cli_env, command
 FAST = ["--model", "resnet18", "--image-size", 32, "--train-batch-size", 32, "--warmup-steps", 5,
         "--peak-lr", 0.2, "--min-crop-area", 0.35, "--no-random-flip", "--log-every-steps", 1,
         "--checkpoint-every-minutes", 120]
+
+
+def resumable_copy(ref_dir: Path, tmp_path: Path) -> Path:
+    """The shared demo run (conftest.demo_model), back at its step-150 checkpoint, as if it had
+    stopped there: what kill-and-resume and stop-signal tests continue from."""
+    model = tmp_path / "m"
+    shutil.copytree(ref_dir, model)
+    shutil.rmtree(model / "checkpoints" / "ckpt-00000165")
+    for name in ("train_report.json", "eval_results.json"):
+        (model / name).unlink()
+    return model
 
 
 class Job:
