@@ -17,21 +17,15 @@ EX_TEMPFAIL = 75  # sysexits.h: the job can be run again and will continue
 class StopSignals:
     def __init__(self):
         self.signum = 0  # the first stop signal this process received (0: none)
-        self._before: dict = {}
 
     def install(self) -> StopSignals:
         """Note the stop signals from now on (main thread only, as Python requires)."""
         for s in STOP_SIGNALS:
-            self._before[s] = signal.signal(s, self._note)
+            signal.signal(s, self._note)
         return self
 
     def _note(self, signum, frame) -> None:
         self.signum = self.signum or signum
-
-    def uninstall(self) -> None:
-        for s, handler in self._before.items():
-            signal.signal(s, handler)
-        self._before.clear()
 
 
 def name(signum: int) -> str:

@@ -50,6 +50,7 @@ class Events:
                  mlperf=None):
         self.rt = rt
         self.model_dir = Path(model_dir)
+        self.run_dir = RunDir(self.model_dir)
         self.writer = None
         self.mlperf = mlperf  # an mlperf_log.MLPerfLog on rank 0, else None
         self.history = History.load(self.model_dir, start_step) if rt.rank == 0 else History()
@@ -57,7 +58,7 @@ class Events:
         self.t0 = time.perf_counter() - self.history.seconds_so_far()
         self._drawn = float("-inf")
         if rt.rank == 0:
-            self.writer = rt.tf.summary.create_file_writer(str(RunDir(self.model_dir).tensorboard))
+            self.writer = rt.tf.summary.create_file_writer(str(self.run_dir.tensorboard))
 
     def seconds(self) -> float:
         """Training seconds since the first run started (earlier runs included)."""
@@ -94,12 +95,12 @@ class Events:
         from hvdtrain.reporting import curves
 
         try:
-            atomic.write_json(RunDir(self.model_dir).history, asdict(self.history))
+            atomic.write_json(self.run_dir.history, asdict(self.history))
             if final or time.perf_counter() - self._drawn >= DRAW_EVERY_SECONDS:
-                curves.draw(self.history, RunDir(self.model_dir).curves)
+                curves.draw(self.history, self.run_dir.curves)
                 self._drawn = time.perf_counter()
         except (OSError, RuntimeError, ValueError) as exc:
-            self.log(f"WARNING: could not write {RunDir(self.model_dir).history} or curves.png: {exc}")
+            self.log(f"WARNING: could not write {self.run_dir.history} or curves.png: {exc}")
 
     def evaluation(self, result: EvalResult, epoch: float, next_block_epochs: float | None = None) -> None:
         self.log(result.result_line())
@@ -116,7 +117,7 @@ class Events:
         """Rank 0 writes ``train_report.json`` (through ``write``, which explains a full disk)."""
         if self.rt.rank != 0:
             return
-        write(RunDir(self.model_dir).report, lambda p: atomic.write_json(p, report.to_json()))
+        write(self.run_dir.report, lambda p: atomic.write_json(p, report.to_json()))
         self.save_history()
         if quiet:
             return

@@ -43,8 +43,8 @@ def path_for(model_dir: str | Path, step: int) -> Path:
 class Checkpointer:
     """The checkpoint cadence: every ``every`` steps or ``every_seconds`` (whichever comes first)
     before the last step (``after_step``), and the last step (``final``). The time is each rank's
-    own clock: the loop makes the ranks agree (``time_due`` on any rank saves on all) before
-    ``after_step``. ``save(step)`` writes and returns the path (on rank 0; None elsewhere);
+    own clock: the ranks agree inside the training step (``time_due`` on any rank saves on all)
+    before ``after_step``. ``save(step)`` writes and returns the path (on rank 0; None elsewhere);
     ``record(path)`` tells the run's log; ``pause()`` brackets a save (the watchdog's). ``seconds``
     is the time spent saving, for the report."""
 
