@@ -87,7 +87,8 @@ MAY_IMPORT = {
     "engine": {"data", "training.config", "training.schedule"},  # TF's side of a run
     "training": {"cluster", "data", "engine", "reporting"},
     "reporting": {"data", "training.config", "training.schedule", "training.recipes"},
-    "perf": {"cluster", "data", "engine", "training"},
+    "perf": {"cluster", "data", "engine", "training", "serving"},
+    "serving": {"cluster", "data", "engine", "training", "reporting"},  # export, predict: a model in use
 }
 
 

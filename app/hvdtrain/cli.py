@@ -16,6 +16,7 @@ from hvdtrain.errors import HvdtrainError
 from hvdtrain.flags import arg, build, command
 from hvdtrain.perf.bench import BenchConfig
 from hvdtrain.perf.planner import PlanConfig
+from hvdtrain.serving.config import ExportConfig, ExportEvalFlags, PredictConfig
 from hvdtrain.training.config import EvalConfig, TrainConfig
 
 # rich_markup_mode=None: click's plain help wraps every option name in full at 80 columns
@@ -138,15 +139,54 @@ def train(use_tpu: str, **values):
     _call(run_training, _build(TrainConfig, values))
 
 
-@command(app, "eval", EvalConfig, extra=[UseTpu])
+@command(app, "eval", EvalConfig, ExportEvalFlags, extra=[UseTpu])
 def eval_cmd(use_tpu: str, **values):
     """Top-1/Top-5 over every validation image, exactly once.
 
-    Runs on 1 process or under mpirun; writes MODEL_DIR/eval_results.json."""
+    A checkpoint (--model-dir): on 1 process or under mpirun; writes MODEL_DIR/eval_results.json.
+    An export (--export E [--format F]): in one process, the same report (nothing written)."""
     _no_tpu(use_tpu, "evaluates")
+    exported = _build(ExportEvalFlags, values)
+    if exported.export is not None:
+        from hvdtrain.serving.evaluate import run_export_eval
+
+        _call(run_export_eval, _build(EvalConfig, values), exported)
+        return
     from hvdtrain.training.evaluate import run_eval
 
     _call(run_eval, _build(EvalConfig, values))
+
+
+@command(app, "export", ExportConfig)
+def export(**values):
+    """Export a trained model for serving: TF Serving's layout, ONNX or OpenVINO.
+
+    Builds the network without Horovod, restores the newest valid checkpoint (or --checkpoint) and
+    writes OUTPUT_DIR/<version>/ (one higher than any there): a SavedModel whose serving_default
+    takes JPEG/PNG bytes (key `input`) as tensorflow/tpu's export does, and predict_tensor takes
+    the preprocessed batch; with TF Serving's warm-up file and export.json."""
+    from hvdtrain.serving.export import run_export
+
+    _call(run_export, _build(ExportConfig, values))
+
+
+@command(app, "predict", PredictConfig, extra=[
+    arg("images", list[Path], ..., argument=True, metavar="IMAGE_OR_DIR...",
+        help="Image files (JPEG, PNG, GIF, BMP) and directories (read recursively)."),
+    arg("as_json", bool, False, names=("--json",), help="One JSON object per file.")])
+def predict(images: list[Path], as_json: bool, **values):
+    """Top-k classes of images, from an export (--export) or a checkpoint (--model-dir).
+
+    A file that is not a readable image is named and the others are still predicted; the exit
+    status is 1 when any failed."""
+    from hvdtrain.serving.predict import as_json_line, run_predict
+
+    def emit(pred):
+        typer.echo(as_json_line(pred) if as_json else pred.line(), err=pred.error is not None and not as_json)
+
+    failed = _call(run_predict, _build(PredictConfig, values), images, emit)
+    if failed:
+        _fail(f"{failed} of the files named could not be read as images (listed above)")
 
 
 @command(app, "bench", BenchConfig, extra=[
@@ -173,6 +213,11 @@ def bench(eval_mode: bool, prep_mode: bool, as_json: bool, **values):
         return
     if as_json:
         typer.echo(json.dumps(res))
+        return
+    if res.get("mode") == "eval-export":
+        from hvdtrain.serving.speed import render
+
+        typer.echo(render(res))
         return
     if cfg.mode == "prep":
         typer.echo(f"prep: {res['images']} images: {res['images_per_second_1_worker']:,.1f} images/s "

@@ -75,3 +75,23 @@ def start(flags: ThreadFlags, precision: str = "fp32", stall_timeout: int = 0,
         tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
     onednn = topology.describe_onednn(topology.onednn_enabled())
     return Runtime(tf, hvd, hvd.rank(), hvd.size(), settings, precision, hosts, comm, onednn)
+
+
+def start_local(flags: ThreadFlags, precision: str = "fp32") -> Runtime:
+    """One process with no Horovod (``hvd`` None): export, predict and the evaluation of an export,
+    which run on a workstation and must not put Horovod ops in what they save (horovod#4028)."""
+    if world().size > 1:
+        raise ConfigError(f"this command runs in one process, not under a launcher with {world().size} "
+                          "ranks; run it without mpirun/srun")
+    settings = topology.decide(flags.num_intra_threads, flags.num_inter_threads, flags.kmp_blocktime,
+                               flags.kmp_affinity)
+    if precision == "bf16" and not topology.bf16_supported():
+        raise ConfigError(topology.bf16_refusal())
+    topology.apply(settings)
+    import tensorflow as tf
+
+    topology.configure_tensorflow(settings)
+    if precision == "bf16":
+        tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    onednn = topology.describe_onednn(topology.onednn_enabled())
+    return Runtime(tf, None, 0, 1, settings, precision, [socket.gethostname()], None, onednn)

@@ -106,6 +106,15 @@ class Manifest:
         kept = Split(tuple(s for s in self.split(split).shards if s.name not in names))
         return replace(self, **{split: kept})
 
+    def class_names(self) -> list[str]:
+        """The name of each 0-based class index (label - label_offset): its synset where the
+        manifest knows it, else the index itself."""
+        names = [str(i) for i in range(self.num_classes)]
+        for synset, label in self.labels.items():
+            if 0 <= label - self.label_offset < self.num_classes:
+                names[label - self.label_offset] = synset
+        return names
+
     def fingerprint(self) -> str:
         """Identity of a data set for resume checks: class map and the shards' hashes."""
         ident = {"labels": self.labels, "label_offset": self.label_offset,

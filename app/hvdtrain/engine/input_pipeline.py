@@ -95,6 +95,19 @@ def eval_preprocess(encoded, image_size: int, crop_padding: int | None = None):
     return _normalise(center_crop_image(encoded, image_size, crop_padding))
 
 
+def serving_preprocess(encoded, image_size: int, crop_padding: int | None = None):
+    """``eval_preprocess`` for any image a client sends: a JPEG goes the same way, op for op (so an
+    export scores the records exactly as ``hvdtrain eval`` does); PNG, GIF or BMP are decoded
+    whole, then cropped and resized the same way."""
+    def other():
+        image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+        y, x, h, w = tf.unstack(center_window(tf.shape(image), image_size, crop_padding))
+        return _resize(image[y:y + h, x:x + w], image_size)
+    image = tf.cond(tf.io.is_jpeg(encoded), lambda: center_crop_image(encoded, image_size, crop_padding),
+                    other)
+    return _normalise(image)
+
+
 def _files(man: manifest.Manifest, split: str) -> list[str]:
     return [str(p) for p in man.paths(split)]
 

@@ -50,6 +50,9 @@ class BenchConfig(Validated):
     warmup: int = flag(3, "--warmup", help="Untimed steps first (graph tracing).")
     peak: bool = flag(True, "--peak/--no-peak", help="Also measure the matmul peak (fp32 and bf16).")
     prep_images: int = flag(1000, "--prep-images", help="Synthetic images for --prep.")
+    export: Path | None = flag(None, "--export",
+                               help="With --eval: time every form and version of this export dir "
+                                    "beside the checkpoint it came from.")
     threads: ThreadFlags = field(default_factory=ThreadFlags)
 
     def check(self) -> None:
@@ -59,12 +62,18 @@ class BenchConfig(Validated):
             raise ConfigError(f"--mode {self.mode}: choose one of {', '.join(MODES)}")
         if self.impl == "keras" and (self.net.model != "resnet50" or self.mode != "train"):
             raise ConfigError("--impl keras is the ResNet-50 training baseline only")
+        if self.export is not None and self.mode != "eval":
+            raise ConfigError("--export times inference: add --eval")
 
 
 def run_bench(cfg: BenchConfig) -> dict:
     cfg.check()
     if cfg.mode == "prep":
         return bench_prep(cfg)
+    if cfg.export is not None:
+        from hvdtrain.serving.speed import bench_export
+
+        return bench_export(cfg)
     from hvdtrain.cluster import runtime
 
     rt = runtime.start(cfg.threads, cfg.net.precision, FaultFlags().stall_timeout,

@@ -205,8 +205,9 @@ class EvalConfig(Validated):
     """`hvdtrain eval`: one checkpoint scored on every validation image once."""
 
     data: DataFlags
-    model_dir: Path = flag(REQUIRED, "--model-dir", "--model_dir",
-                           help="Model dir of a `hvdtrain train` run (eval_results.json goes here).")
+    model_dir: Path | None = flag(None, "--model-dir", "--model_dir",
+                                  help="Model dir of a `hvdtrain train` run (eval_results.json goes "
+                                       "here). Required unless --export is given.")
     checkpoint: Path | None = flag(None, "--checkpoint",
                                    help="A checkpoint directory (default: the newest valid one).")
     eval_batch_size: int = flag(200, "--eval-batch-size", "--eval_batch_size",
@@ -215,6 +216,10 @@ class EvalConfig(Validated):
                                  help="Override the checkpoint's precision.")
     threads: ThreadFlags = field(default_factory=ThreadFlags)
     faults: FaultFlags = field(default_factory=FaultFlags)
+
+    def check(self) -> None:
+        if self.model_dir is None:
+            raise ConfigError("--model-dir M is required (or --export E, to evaluate an export)")
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,7 @@ def prepare(cfg: TrainConfig) -> Run:
     rt.tf.keras.utils.set_random_seed(cfg.seed)  # initial weights (rank 0's are broadcast) are seeded
     net = build_resnet(cfg.net.model, data.num_classes, cfg.net.image_size, cfg.net.bn_decay)
     optim = make_optimizer(plan, net)  # the LR scaled to the global batch; the tape is wrapped in step
-    state = RunState(rt, cfg, net, optim, fingerprint, data.num_classes, plan)
+    state = RunState(rt, cfg, net, optim, fingerprint, data.class_names(), plan)
     if rt.rank == 0:
         state.restore()
     rt.hvd.broadcast_variables(net.variables + optim.variables, root_rank=0)
@@ -281,11 +281,11 @@ class RunState:
     position), with the data set's fingerprint and the model's identity. Rank 0 alone reads and
     writes; the broadcast after ``restore`` gives every rank the same state."""
 
-    def __init__(self, rt, cfg: TrainConfig, net, optim, fingerprint: str, num_classes: int, plan):
+    def __init__(self, rt, cfg: TrainConfig, net, optim, fingerprint: str, classes: list[str], plan):
         self.rt, self.cfg, self.net = rt, cfg, net
         self.ckpt = rt.tf.train.Checkpoint(model=net, optimizer=optim.optimizer)
         self.fingerprint = fingerprint
-        self.meta = {"model": vars(cfg.net), "num_classes": num_classes,
+        self.meta = {"model": vars(cfg.net), "num_classes": len(classes), "classes": classes,
                      "data": fingerprint, "global_batch": plan.global_batch, "num_ranks": rt.size,
                      "flags": flags.values(cfg), "plan": plan.as_dict()}  # how the run was made
 
