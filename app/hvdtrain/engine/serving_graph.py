@@ -32,7 +32,7 @@ class ServingModel(tf.Module):
         self.predict_tensor = tf.function(self._from_tensor, input_signature=[
             tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name=TENSOR_INPUT)])
 
-    def _from_bytes(self, input):  # noqa: A002 (the key clients send, as tensorflow/tpu's)
+    def _from_bytes(self, input):
         images = tf.map_fn(lambda b: input_pipeline.serving_preprocess(b, self.image_size, self.crop_padding),
                            input, fn_output_signature=tf.TensorSpec(
                                [self.image_size, self.image_size, 3], tf.float32))

@@ -20,8 +20,8 @@ from hvdtrain.serving.models import Model
 
 def predictions(rt, model: Model, man: manifest.Manifest, batch: int):
     """(probabilities [N, C], labels [N]) for the validation split, in record order."""
-    from hvdtrain.engine import input_pipeline
     from hvdtrain.data import records
+    from hvdtrain.engine import input_pipeline
 
     tf = rt.tf
     files = [str(p) for p in man.paths(records.VALIDATION)]
@@ -29,11 +29,13 @@ def predictions(rt, model: Model, man: manifest.Manifest, batch: int):
     ds = input_pipeline.rank_records(files, 0, 1).map(
         lambda s: records.parse_for_training(s, fmt, offset))
     if model.encoded is None:
-        ds = ds.map(lambda enc, label: (input_pipeline.eval_preprocess(enc, model.image_size, model.crop_padding),
-                                        label), num_parallel_calls=tf.data.AUTOTUNE)
+        size, pad = model.image_size, model.crop_padding
+        ds = ds.map(lambda enc, label: (input_pipeline.eval_preprocess(enc, size, pad), label),
+                    num_parallel_calls=tf.data.AUTOTUNE)
     probs, labels = [], []
     for inputs, label in ds.batch(batch).prefetch(tf.data.AUTOTUNE):
-        probs.append(model.encoded(inputs)["probabilities"] if model.encoded else model.tensor(inputs.numpy()))
+        probs.append(model.encoded(inputs)["probabilities"] if model.encoded
+                     else model.tensor(inputs.numpy()))
         labels.append(label.numpy())
     return np.concatenate(probs), np.concatenate(labels)
 
@@ -62,7 +64,8 @@ def run_export_eval(cfg, exported) -> EvalResult:
                                  f"{cfg.data.data_dir} has {man.num_classes}")
     rt = runtime.start_local(cfg.threads, info["precision"])
     model = models.from_export(rt, version_dir, exported.format)
-    note = "" if info.get("data_fingerprint") == man.fingerprint() else " (not the data set it was trained on)"
+    same = info.get("data_fingerprint") == man.fingerprint()
+    note = "" if same else " (not the data set it was trained on)"
     rt.log(f"eval: export {version_dir} ({model.label}, step {info['step']}, {info['model']} @ "
            f"{info['image_size']}px, centre crop padding {info['crop_padding']}) on "
            f"{man.validation.num_images} images{note}, batch {cfg.eval_batch_size}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import fields
 from pathlib import Path
 
 from hvdtrain import __version__, atomic
@@ -21,13 +20,6 @@ from hvdtrain.serving import convert, exports
 from hvdtrain.serving.config import ExportConfig
 from hvdtrain.serving.exports import ExportError
 from hvdtrain.training import checkpoint
-from hvdtrain.training.config import ModelFlags
-
-
-def net_flags(meta: dict) -> ModelFlags:
-    """The network a checkpoint holds, from its meta.json."""
-    known = {f.name for f in fields(ModelFlags)}
-    return ModelFlags(**{k: v for k, v in meta["model"].items() if k in known})
 
 
 def class_names(meta: dict) -> list[str]:
@@ -48,9 +40,10 @@ def class_names(meta: dict) -> list[str]:
 def restore_checkpoint(cfg_model_dir: Path | None, checkpoint_path: Path | None) -> tuple[Path, dict]:
     """The checkpoint to export, checked against the run it is exported for (where both are named)."""
     ckpt_dir, meta = checkpoint.resolve(checkpoint_path or cfg_model_dir)
-    if checkpoint_path is not None and cfg_model_dir is not None and RunDir(cfg_model_dir).run_config.is_file():
+    named_both = checkpoint_path is not None and cfg_model_dir is not None
+    if named_both and RunDir(cfg_model_dir).run_config.is_file():
         run = json.loads(RunDir(cfg_model_dir).run_config.read_text()).get("flags", {})
-        mine = net_flags(meta)
+        mine = checkpoint.model_flags(meta)
         for flag, value in (("--model", mine.model), ("--image-size", mine.image_size)):
             if flag in run and run[flag] != value:
                 raise ExportError(f"checkpoint {ckpt_dir} holds {flag} {value} but the run in "
@@ -64,7 +57,7 @@ def build_serving_model(rt, ckpt_dir: Path, meta: dict):
     from hvdtrain.engine.model import build_resnet
     from hvdtrain.engine.serving_graph import ServingModel
 
-    net_cfg, classes = net_flags(meta), class_names(meta)
+    net_cfg, classes = checkpoint.model_flags(meta), class_names(meta)
     net = build_resnet(net_cfg.model, len(classes), net_cfg.image_size, net_cfg.bn_decay)
     try:
         rt.tf.train.Checkpoint(model=net).read(checkpoint.tf_prefix(ckpt_dir)) \
@@ -93,10 +86,11 @@ def _eval_top1(model_dir: Path, step: int) -> float | None:
 
 def describe(cfg: ExportConfig, ckpt_dir: Path, meta: dict, version: int) -> dict:
     """export.json: what a person or a client needs to know about this version."""
-    net_cfg = net_flags(meta)
+    net_cfg = checkpoint.model_flags(meta)
     from hvdtrain.engine import serving_graph as sg
 
-    return {"hvdtrain": __version__, "version": version, "checkpoint": str(Path(ckpt_dir).resolve()), "step": int(meta["step"]),
+    return {"hvdtrain": __version__, "version": version, "checkpoint": str(Path(ckpt_dir).resolve()),
+            "step": int(meta["step"]),
             "model": net_cfg.model, "image_size": net_cfg.image_size,
             "crop_padding": net_cfg.centre_crop_padding, "precision": cfg.precision,
             "data_fingerprint": meta.get("data"), "num_classes": int(meta["num_classes"]),

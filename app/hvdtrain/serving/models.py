@@ -44,13 +44,15 @@ def from_checkpoint(rt, model_dir: Path, checkpoint_path: Path | None = None) ->
     names = [n.decode() for n in sm.class_names.numpy()]
     return Model("checkpoint", sm.image_size, sm.crop_padding, names, rt.precision,
                  tensor=lambda x: sm.predict_tensor(x)["probabilities"].numpy(),
-                 encoded=lambda blobs: _numpy(sm.serving_default(rt.tf.constant(blobs, rt.tf.string))), owner=sm)
+                 encoded=lambda blobs: _numpy(sm.serving_default(rt.tf.constant(blobs, rt.tf.string))),
+                 owner=sm)
 
 
 def from_export(rt, version_dir: Path, form: str = "savedmodel") -> Model:
     """One form of an export version (``form`` one of ``exports.formats_present``)."""
     info = exports.read_info(version_dir)
-    size, pad, classes, precision = info["image_size"], info["crop_padding"], info["classes"], info["precision"]
+    size, pad, classes = info["image_size"], info["crop_padding"], info["classes"]
+    precision = info["precision"]
     if form not in exports.formats_present(version_dir):
         raise ExportError(f"{version_dir} has no {form} copy (it has "
                           f"{', '.join(exports.formats_present(version_dir))}); export with --format {form}")
@@ -60,8 +62,9 @@ def from_export(rt, version_dir: Path, form: str = "savedmodel") -> Model:
         loaded = rt.tf.saved_model.load(str(version_dir))
         by_bytes, by_tensor = loaded.signatures[BYTES_SIGNATURE], loaded.signatures[TENSOR_SIGNATURE]
         return Model(form, size, pad, classes, precision,
-                     tensor=lambda x: by_tensor(rt.tf.constant(x))["probabilities"].numpy(),
-                     encoded=lambda blobs: _numpy(by_bytes(rt.tf.constant(blobs, rt.tf.string))), owner=loaded)
+                     tensor=lambda x: by_tensor(images=rt.tf.convert_to_tensor(x))["probabilities"].numpy(),
+                     encoded=lambda blobs: _numpy(by_bytes(rt.tf.constant(blobs, rt.tf.string))),
+                     owner=loaded)
     from hvdtrain.serving import convert
 
     convert.require(form)

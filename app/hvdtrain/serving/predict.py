@@ -55,6 +55,14 @@ def _top(probs, names: list[str], k: int) -> list[tuple[int, str, float]]:
     return [(int(i), names[i], float(probs[i])) for i in order]
 
 
+def _reason(exc) -> str:
+    """The decoder's own words from TensorFlow's error (e.g. "Invalid JPEG data, size 11")."""
+    lines = [ln.strip() for ln in getattr(exc, "message", str(exc)).splitlines()]
+    noise = ("Graph execution", "Detected at node", "<stack", "[[")
+    said = [ln for ln in lines if ln and not ln.startswith(noise)]
+    return said[-1][:200] if said else "undecodable"
+
+
 def predict_files(model, files: list[Path], batch: int, k: int, tf_errors):
     """Yield a Prediction per file, in order, ``batch`` files per call."""
     for i in range(0, len(files), batch):
@@ -65,8 +73,7 @@ def predict_files(model, files: list[Path], batch: int, k: int, tf_errors):
             yield from (Prediction(f, _top(p, model.classes, k)) for f, p in zip(chunk, probs, strict=True))
         except tf_errors as exc:
             if len(chunk) == 1:
-                why = str(exc).strip().splitlines()[0][:200]
-                yield Prediction(chunk[0], error=f"not a readable image ({why})")
+                yield Prediction(chunk[0], error=f"not a readable image ({_reason(exc)})")
             else:
                 for f in chunk:
                     yield from predict_files(model, [f], 1, k, tf_errors)

@@ -55,7 +55,8 @@ def bench_export(cfg) -> dict:
             if info["precision"] == "bf16" and not topology.bf16_supported():
                 skipped.append(f"{version.name}/{form} bf16: {topology.bf16_refusal('bf16')}")
                 continue
-            candidates.append((f"{version.name}/{form}", lambda v=version, f=form: models.from_export(rt, v, f)))
+            candidates.append((f"{version.name}/{form}",
+                               lambda v=version, f=form: models.from_export(rt, v, f)))
     for name, load in candidates:
         try:
             model = load()

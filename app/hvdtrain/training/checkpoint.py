@@ -9,6 +9,7 @@ which is ignored and removed on the next start; the previous checkpoint stays va
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -21,6 +22,7 @@ from hvdtrain.cluster import faults
 from hvdtrain.data import manifest
 from hvdtrain.errors import HvdtrainError
 from hvdtrain.run_dir import RunDir
+from hvdtrain.training.config import ModelFlags
 
 META = "meta.json"
 PREFIX = "ckpt"
@@ -113,6 +115,12 @@ def _before_rename_hook() -> None:
 
 def read_meta(path: str | Path) -> dict:
     return json.loads((Path(path) / META).read_text())
+
+
+def model_flags(meta: dict) -> ModelFlags:
+    """The network a checkpoint holds, from its meta.json (keys of older versions ignored)."""
+    known = {f.name for f in dataclasses.fields(ModelFlags)}
+    return ModelFlags(**{k: v for k, v in meta["model"].items() if k in known})
 
 
 def is_valid(path: Path, verify: bool = True) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import weakref
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 from hvdtrain import atomic
@@ -17,7 +17,7 @@ from hvdtrain.data import integrity, manifest
 from hvdtrain.reporting.results import EvalResult
 from hvdtrain.run_dir import RunDir
 from hvdtrain.training import checkpoint
-from hvdtrain.training.config import EvalConfig, ModelFlags
+from hvdtrain.training.config import EvalConfig
 
 
 def score(rt, net, man: manifest.Manifest, batch: int, image_size: int, crop_padding: int) -> EvalResult:
@@ -107,8 +107,7 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
     data_dir, model_dir, eval_batch_size = cfg.data.data_dir, cfg.model_dir, cfg.eval_batch_size
     man = manifest.load(data_dir, cfg.data.manifest)
     ckpt_dir, meta = checkpoint.resolve(cfg.checkpoint or model_dir)
-    known = {f.name for f in fields(ModelFlags)}
-    net_flags = ModelFlags(**{k: v for k, v in meta["model"].items() if k in known})
+    net_flags = checkpoint.model_flags(meta)
     if cfg.precision:
         net_flags.precision = cfg.precision
     from hvdtrain.cluster import runtime
