@@ -1,6 +1,7 @@
 #!/bin/sh
 # In-image smoke test (the Dockerfile's `test` stage and `make image-test`):
-# info -> demo-data -> prep -> mpirun -np 2 train (a few steps) -> eval -> check eval_results.json.
+# info -> demo-data -> prep -> mpirun -np 2 train (a few steps) -> eval -> check eval_results.json
+# -> export -> predict one image with the export (the workstation's use of the image).
 set -eu
 work=${1:-/tmp/hvdtrain-smoke}
 rm -rf "$work"
@@ -25,5 +26,14 @@ r = json.load(open(sys.argv[1]))
 # a finite loss. (Convergence is asserted by tests/integration, not by a 30-step smoke run.)
 assert r["num_images"] == 364 and r["global_step"] == 30, r
 assert math.isfinite(r["loss"]) and 0 <= r["top1"] <= r["top5"] <= 1, r
-print(f"smoke test passed: top-1 {r['top1']:.4f}, top-5 {r['top5']:.4f} on {r['num_images']} images")
+print(f"eval in the image: top-1 {r['top1']:.4f}, top-5 {r['top5']:.4f} on {r['num_images']} images")
+PY
+hvdtrain export --model-dir "$work/model" --output-dir "$work/export"
+image=$(find "$work/raw/validation" -name '*.JPEG' | sort | head -n 1)
+hvdtrain predict "$image" --export "$work/export" --json > "$work/predict.json"
+python3 - "$work/predict.json" <<'PY'
+import json, sys
+lines = [json.loads(line) for line in open(sys.argv[1])]
+assert len(lines) == 1 and len(lines[0]["top_k"]) == 5, lines
+print(f"smoke test passed: export + predict in the image ({lines[0]['top_k'][0]['synset']})")
 PY

@@ -5,6 +5,7 @@
     run_config.json      the resolved config and plan of the run (rewritten at each start)
     checkpoints/ckpt-00000150/   verified, atomic checkpoints (training/checkpoint.py)
     train_report.json    the run's TrainReport; eval_results.json: the last EvalResult
+    attempts.jsonl       a line as each attempt starts and ends (reporting/attempts.py)
     history.json, curves.png     loss, LR, images/s and evaluations against epochs
     mlperf.log           MLPerf's log (rank 0), train/: TensorBoard
     .heartbeats/         one file per rank (the watchdog's), .hvdtrain-run: the shared-dir check
@@ -58,6 +59,10 @@ class RunDir:
     @property
     def heartbeats(self) -> Path:
         return self.root / ".heartbeats"
+
+    @property
+    def attempts(self) -> Path:
+        return self.root / "attempts.jsonl"
 
     @property
     def shared_token(self) -> Path:

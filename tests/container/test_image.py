@@ -1,5 +1,5 @@
 """`make image-test`: the real image build, whose `test` stage runs the smoke test inside the image
-(demo-data -> prep -> mpirun -np 2 train -> eval -> eval_results.json). It must run on every call:
+(demo-data -> prep -> mpirun -np 2 train -> eval -> export -> predict). It must run on every call:
 CI once met a warm layer cache that replayed the test stage without running it (so no verdict)."""
 
 import os
@@ -18,5 +18,5 @@ def test_image_builds_and_passes_its_smoke_test():
                          timeout=3600)
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-6000:]
-    assert "smoke test passed: top-1" in out
+    assert "eval in the image: top-1" in out and "smoke test passed: export + predict in the image" in out
     assert "Top-1 accuracy = " in out and "horovod_controllers  MPI" in out

@@ -178,6 +178,17 @@ def read_heartbeats(directory: Path, size: int) -> list[dict]:
     return beats
 
 
+def read_all_heartbeats(directory: Path) -> list[dict]:
+    """Every rank's last beat in ``directory`` (an earlier attempt's, of any size)."""
+    beats = []
+    for path in sorted(Path(directory).glob("rank-*")):
+        try:
+            beats.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    return beats
+
+
 def stale_ranks(beats: list[dict], now: float, older_than: float) -> list[tuple[dict, float]]:
     """(heartbeat, age) of every rank whose last beat is older than ``older_than`` seconds."""
     return [(b, now - b["time"]) for b in beats if now - b["time"] > older_than]

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from hvdtrain.data.manifest import DataError
-from hvdtrain.reporting import curves, events
+from hvdtrain.reporting import attempts, curves, events
 from hvdtrain.run_dir import RunDir
 from hvdtrain.training import recipes
 from hvdtrain.training.config import ScheduleFlags, make_plan
@@ -52,6 +52,7 @@ def summarize(model_dir: Path) -> dict:
         words = ["hvdtrain", made.get("command", "train"), *_flag_words(made.get("changed", {}))]
         out["made_with"] = " ".join(words)
         out["num_ranks"] = made.get("num_ranks")
+    out["attempts"] = attempts.summary(model_dir)
     if history.steps or history.evals:
         out["curves"] = str(curves.draw(history, RunDir(model_dir).curves))
     return out
@@ -94,6 +95,12 @@ def render(s: dict) -> str:
             lines.append(f"  target {s['target_accuracy']} not reached")
     if s.get("made_with"):
         lines.append(f"  made with: {s['made_with']} ({s.get('num_ranks')} rank(s))")
+    if (att := s.get("attempts")) and att["attempts"] > 1:
+        left = f"; hosts left out: {', '.join(att['hosts_left_out'])}" if att["hosts_left_out"] else ""
+        lines.append(f"  attempts: {att['attempts']}; time-to-train from the first start "
+                     f"{att['wall_seconds_since_first_start']:,.1f} s, of which lost to faults "
+                     f"{att['seconds_lost_to_faults']:,.1f} s{left}")
+        lines += [f"    {line}" for line in att["history"]]
     if s.get("curves"):
         lines.append(f"  curves: {s['curves']}")
     return "\n".join(lines)

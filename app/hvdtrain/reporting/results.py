@@ -65,6 +65,7 @@ class TrainReport:
     checkpoint_seconds: float = 0.0  # spent saving, this attempt
     checkpoint_share: float = 0.0    # of ttt_seconds
     stopped_by: str | None = None    # the signal that ended this attempt early (saved; exit 75)
+    attempts: dict | None = None     # reporting/attempts.summary: attempts, hosts left out, time lost
     evaluations: list = field(default_factory=list)
     best_top1: float | None = None
     target: TargetOutcome | None = None

@@ -20,10 +20,11 @@ from hvdtrain import __version__, atomic, flags
 from hvdtrain.cluster import faults, runtime, stop_signals
 from hvdtrain.cluster.netbeat import NetBeat
 from hvdtrain.cluster.stop_signals import EX_TEMPFAIL, StopSignals
-from hvdtrain.cluster.watchdog import Watchdog
+from hvdtrain.cluster.watchdog import Watchdog, read_all_heartbeats
 from hvdtrain.data import integrity, manifest
 from hvdtrain.errors import HvdtrainError
-from hvdtrain.reporting.events import Events, StepLogger, StepMeter
+from hvdtrain.reporting import attempts
+from hvdtrain.reporting.events import Events, History, StepLogger, StepMeter
 from hvdtrain.reporting.results import EvalResult, TargetOutcome, TrainReport
 from hvdtrain.run_dir import RunDir
 from hvdtrain.training import checkpoint, evaluate
@@ -107,6 +108,7 @@ class Run:
     bad: BadSteps
     target: Target
     stop: StopSignals
+    attempt: dict | None  # this attempt's line in attempts.jsonl (rank 0)
     stopped_by: str | None = None
 
 
@@ -123,8 +125,9 @@ def prepare(cfg: TrainConfig) -> Run:
     plan = make_plan(cfg.schedule, data.train.num_images, rt.size, cfg.optim)  # recipe, batch split
     for line in (rt.describe_world(), plan.describe(), rt.threads.describe(), rt.onednn, rt.comm):
         rt.log(line)
+    beats = []  # the previous attempt's heartbeats: where it got to, should it have died
     if rt.rank == 0:
-        _prepare_model_dir(rt, cfg.model_dir)
+        beats = _prepare_model_dir(rt, cfg.model_dir)
         _write_run_config(cfg, plan, rt.size)
     _check_model_dir_is_shared(rt, cfg.model_dir)
     mlperf = _mlperf_log(rt, cfg, plan, data)  # init_start: before the model is built
@@ -144,6 +147,7 @@ def prepare(cfg: TrainConfig) -> Run:
     start = int(optim.optimizer.iterations.numpy())
     if start >= plan.train_steps:
         rt.log(f"model dir {cfg.model_dir} is already at step {start} of {plan.train_steps}; nothing to do")
+    attempt = _begin_attempt(rt, cfg.model_dir, start, beats) if rt.rank == 0 else None
     events = Events(rt, cfg.model_dir, start, _curve_info(cfg, plan), mlperf)
     fault = faults.from_env()
     train_step = _with_requests(rt, make_train_step(rt, net, optim, plan.label_smoothing,
@@ -157,7 +161,7 @@ def prepare(cfg: TrainConfig) -> Run:
     return Run(cfg, rt, plan, data, net, optim, state, start, checksums, events, mlperf, fault,
                _batches(rt, data, cfg, plan, start), train_step, watchdog,
                StepMeter(start, plan.global_batch), BadSteps(cfg.max_bad_steps, cfg.model_dir),
-               Target(cfg.target_accuracy, plan), StopSignals().install())
+               Target(cfg.target_accuracy, plan), StopSignals().install(), attempt)
 
 
 def _with_requests(rt, step):
@@ -213,6 +217,8 @@ def finish(run: Run, last: int, xent: float, checkpointer: Checkpointer,
         checkpoint_seconds=round(checkpointer.seconds, 3),
         checkpoint_share=round(checkpointer.seconds / seconds, 4) if seconds else 0.0,
         stopped_by=run.stopped_by)
+    step_seconds = plan.global_batch / images_per_second if images_per_second else None
+    report.attempts = _end_attempt(run, last, step_seconds)
     target.fill(report, run.events.history)
     run.events.report(report, _write_or_explain)
     rt.log(f"checkpoints: {checkpointer.saves} in {checkpointer.seconds:.1f} s, "
@@ -257,6 +263,35 @@ class Target:
                 self.accuracy, hit, self.step,
                 round(self.step / self.plan.steps_per_epoch, 3) if hit else None,
                 round(self.seconds, 3) if hit else None)
+
+
+def _begin_attempt(rt, model_dir: Path, start: int, beats: list[dict]) -> dict:
+    """Rank 0: this attempt's line in attempts.jsonl, with the time the previous one cost."""
+    steps = History.load(model_dir).steps  # the previous attempt's, before this one overwrites them
+    timed = [e for e in steps if e.get("images_per_second")]
+    per_step = None
+    if len(timed) >= 2:
+        a, b = timed[-2], timed[-1]
+        per_step = (b["seconds"] - a["seconds"]) / max(1, b["step"] - a["step"])
+    record = attempts.begin(model_dir, rt.hosts, rt.size, start, beats, per_step)
+    if record["attempt"] > 1:
+        left = f", without {', '.join(record['hosts_left_out'])}" if record["hosts_left_out"] else ""
+        rt.log(f"attempt {record['attempt']} (the last one {record['previous_ended']} at step "
+               f"{record['previous_last_step']}): resumed at step {start}{left}; lost "
+               f"{record['redone_seconds']:.0f} s of work redone and "
+               f"{record['restart_seconds']:.0f} s restarting")
+    record["perf"] = time.perf_counter()  # in memory only: when this attempt began, on this clock
+    return record
+
+
+def _end_attempt(run: Run, last: int, step_seconds: float | None) -> dict | None:
+    """Rank 0: how this attempt ended, and the run's attempts so far for the report."""
+    if run.attempt is None:
+        return None
+    first = (run.meter.t_first - run.attempt["perf"]) if run.meter.t_first else 0.0
+    how = f"stopped by {run.stopped_by}" if run.stopped_by else "finished"
+    attempts.end(run.cfg.model_dir, run.attempt["attempt"], last, how, max(0.0, first), step_seconds)
+    return attempts.summary(run.cfg.model_dir)
 
 
 def _mlperf_log(rt, cfg: TrainConfig, plan, data):
@@ -366,16 +401,19 @@ def _batches(rt, data, cfg: TrainConfig, plan, start_step: int):
         raise integrity.corrupt_record(rt.rank, "train", cfg.data_dir, exc) from None
 
 
-def _prepare_model_dir(rt, model_dir: Path) -> None:
-    """Rank 0: the model dir must be writable before the first step, not at the first save."""
+def _prepare_model_dir(rt, model_dir: Path) -> list[dict]:
+    """Rank 0: the model dir must be writable before the first step, not at the first save.
+    Returns the heartbeats an earlier attempt left (its last steps), before clearing them."""
     try:
         atomic.ensure_writable_dir(model_dir)
     except OSError as exc:
         raise TrainingError(f"--model-dir {model_dir} is not writable: {exc}") from None
     for p in checkpoint.remove_partial(model_dir):
         rt.log(f"removed unfinished checkpoint {p}")
+    beats = read_all_heartbeats(RunDir(model_dir).heartbeats)
     # Of an earlier run. Ranks write theirs only after the broadcast that follows this, so none is lost.
     shutil.rmtree(RunDir(model_dir).heartbeats, ignore_errors=True)
+    return beats
 
 
 def _write_run_config(cfg: TrainConfig, plan, num_ranks: int) -> None:
