@@ -106,7 +106,7 @@ def test_slurm_templates_save_on_the_warning_and_requeue(script):
     for line in ("#SBATCH --requeue", "#SBATCH --signal=B:USR1@180", "#SBATCH --open-mode=append"):
         assert line in text.splitlines(), (script, line)
     train = (ROOT / "entrypoints" / "slurm-train.sbatch").read_text()
-    assert "exec bash \"$(dirname \"$launcher\")/requeue-on-signal.sh\"" in train  # the batch shell itself
+    assert "exec bash \"$(dirname \"$launcher\")/run-unattended.sh\"" in train  # the batch shell itself
 
 
 def test_launcher_defaults_to_one_rank_per_socket(tmp_path):
@@ -122,7 +122,7 @@ def test_launcher_defaults_to_one_rank_per_socket(tmp_path):
     assert f"--npernode {sockets} " in res.stdout, res.stdout
 
 
-# ------------------------------------------------------------- requeue-on-signal.sh (the templates')
+# ------------------------------------------------------------- run-unattended.sh (the templates')
 def _requeue_job(tmp_path, signal_to_send=None, **env):
     """The wrapper around a stand-in for mpirun that saves on SIGUSR1 as the ranks do (exit 75);
     ``scontrol`` and ``qrerun`` are stand-ins that record their arguments."""
@@ -137,7 +137,7 @@ def _requeue_job(tmp_path, signal_to_send=None, **env):
     job = tmp_path / "job.sh"
     job.write_text('#!/bin/bash\ntrap "echo saved; exit 75" USR1\necho started\n'
                    'for i in $(seq 100); do sleep 0.1; done\n')
-    proc = subprocess.Popen(["bash", str(ROOT / "entrypoints" / "requeue-on-signal.sh"), "bash", str(job)],
+    proc = subprocess.Popen(["bash", str(ROOT / "entrypoints" / "run-unattended.sh"), "bash", str(job)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", **env})
     if signal_to_send:
@@ -165,9 +165,75 @@ def test_pbs_jobs_rerun_and_a_spent_budget_stops_requeueing(tmp_path):
 
 def test_a_finished_job_is_not_requeued_and_a_bad_budget_is_refused(tmp_path):
     (tmp_path / "ok.sh").write_text("exit 0\n")
-    res = subprocess.run(["bash", str(ROOT / "entrypoints" / "requeue-on-signal.sh"), "bash",
+    res = subprocess.run(["bash", str(ROOT / "entrypoints" / "run-unattended.sh"), "bash",
                           str(tmp_path / "ok.sh")], capture_output=True, text=True, timeout=30,
                          env={**os.environ, "SLURM_JOB_ID": "42"})
-    assert res.returncode == 0 and "requeue" not in res.stdout.replace("requeue-on-signal", "")
+    assert res.returncode == 0 and "requeue" not in res.stdout.replace("run-unattended", "")
     code, out, err, _ = _requeue_job(tmp_path, HVDTRAIN_MAX_RESTARTS="three")
     assert code == 2 and "HVDTRAIN_MAX_RESTARTS='three' is not a number" in err and "started" not in out
+
+
+# -------------------------------------------------------- run-unattended.sh after a lost node
+def _lost_node_job(tmp_path, hosts=("n1", "n2", "n3", "n4"), dead=("n2",), fail_times=1, args=(), **env):
+    """The wrapper around a stand-in launcher that fails ``fail_times`` times (as mpirun does when a
+    node dies) and records NP and the hostfile of each run; hosts in ``dead`` do not answer probes."""
+    bin_dir, runs = tmp_path / "bin", tmp_path / "runs"
+    bin_dir.mkdir(exist_ok=True)
+    down = " ".join(dead)
+    probe = ('#!/bin/sh\nfor h in "$@"; do\n'
+             f'  case " {down} " in *" ${{h#--nodelist=}} "*) exit 1 ;; esac\ndone\nexit 0\n')
+    (bin_dir / "probe").write_text(probe)  # HVDTRAIN_PROBE's stand-in: `probe HOST true`
+    (bin_dir / "srun").write_text(probe)   # under Slurm: `srun ... --nodelist=HOST true`
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "scontrol $*" >> "{tmp_path / "requeued"}"\n')
+    for tool in ("probe", "srun", "scontrol"):
+        (bin_dir / tool).chmod(0o755)
+    hostfile = tmp_path / "hostfile"
+    hostfile.write_text("".join(f"{h} slots=2\n" for h in hosts))
+    launcher = tmp_path / "launcher.sh"
+    launcher.write_text('#!/bin/bash\nhosts=$(awk \'{print $1}\' "$HOSTFILE" | paste -sd, -)\n'
+                        f'echo "NP=$NP hosts=$hosts" >> "{runs}"\n'
+                        f'[ "$(wc -l < "{runs}")" -gt {fail_times} ] || exit 1\nexit 0\n')
+    wrapper = ROOT / "entrypoints" / "run-unattended.sh"
+    res = subprocess.run(["bash", str(wrapper), "bash", str(launcher), *args],
+                         capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+                              "HOSTFILE": str(hostfile), "NP": str(2 * len(hosts)),
+                              "HVDTRAIN_PROBE": str(bin_dir / "probe"), "HVDTRAIN_PROBE_SECONDS": "5", **env})
+    requeued = (tmp_path / "requeued").read_text() if (tmp_path / "requeued").exists() else ""
+    return res, runs.read_text().splitlines(), requeued
+
+
+def test_a_lost_node_is_left_out_and_the_run_restarts_in_the_allocation(tmp_path):
+    res, runs, requeued = _lost_node_job(tmp_path, args=("--train-batch-size", "24"))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert runs == ["NP=8 hosts=n1,n2,n3,n4", "NP=6 hosts=n1,n3,n4"]
+    assert "lost n2: restarting at once on n1,n3,n4, 6 rank(s), in this allocation" in res.stdout
+    assert requeued == ""
+
+
+def test_a_batch_that_no_longer_divides_requeues_without_the_lost_node(tmp_path):
+    res, runs, requeued = _lost_node_job(tmp_path, args=("--train_batch_size=32",), SLURM_JOB_ID="42")
+    assert res.returncode == 1 and runs == ["NP=8 hosts=n1,n2,n3,n4"]  # 32 over 6 ranks: no
+    assert "the global batch 32 does not divide over the 6 rank(s) left" in res.stdout
+    assert requeued == "scontrol update JobId=42 ExcNodeList=n2\nscontrol requeue 42\n"
+
+
+def test_a_failure_with_every_host_answering_ends_the_job(tmp_path):
+    res, runs, requeued = _lost_node_job(tmp_path, dead=())
+    assert res.returncode == 1 and len(runs) == 1 and requeued == ""
+    assert "every host answers: not a lost node; the job ends with status 1" in res.stdout
+
+
+def test_restarts_after_lost_nodes_stop_at_the_budget(tmp_path):
+    # one requeue already happened (Slurm counts it): the budget of 1 is spent
+    res, runs, _ = _lost_node_job(tmp_path, hosts=("n1", "n2", "n3"), dead=("n3",),
+                                  HVDTRAIN_MAX_RESTARTS="1", SLURM_RESTART_COUNT="1")
+    assert res.returncode == 1 and runs == ["NP=6 hosts=n1,n2,n3"]
+    assert "the restart budget is spent (1 of HVDTRAIN_MAX_RESTARTS=1)" in res.stderr
+
+
+def test_the_wrappers_default_batch_is_hvdtrains():
+    from hvdtrain.training.config import ScheduleFlags
+
+    text = (ROOT / "entrypoints" / "run-unattended.sh").read_text()
+    assert f"echo {ScheduleFlags().train_batch_size}  # TrainConfig.train_batch_size" in text
