@@ -9,28 +9,24 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
-from support.cluster_fixtures import apptainer, cluster, sif  # noqa: F401  (fixtures)
+from support.cluster_fixtures import STEPS, TRAIN, apptainer, cluster, sbatch_run, sif  # noqa: F401
+from support.cluster_fixtures import cluster_env as _env
+from support.cluster_fixtures import stray_processes as _only_slurmd_left
+from support.cluster_fixtures import train_report as _report
+from support.cluster_fixtures import wait_until as _wait_until
 from support.fault_jobs import FAST
 
 from conftest import LEDGER, ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
-STEPS = 20
-TRAIN = [*FAST, "--train-steps", STEPS, "--log-every-steps", 5, "--checkpoint-every-steps", 10,
-         "--num_intra_threads", 1, "--num_inter_threads", 1, "--stall-timeout", 30]
 SEED_LINE = re.compile(r"^Top-1 accuracy = .*$", re.M)
 
 
-def _env(**extra) -> dict:
-    return {"PATH": f"{Path(apptainer()).parent}:{Path(sys.executable).parent}:/usr/sbin:/usr/bin:/sbin:/bin",
-            "APPTAINER_WRAPPER_BINDS": str(ROOT), **{k: str(v) for k, v in extra.items()}}
 
 
 def _head(cluster, *cmd, timeout=600, **env):  # noqa: F811
@@ -52,8 +48,6 @@ def _workstation(sif, *args, timeout=600):  # noqa: F811
                           capture_output=True, text=True, timeout=timeout, env={**_env(), "HOME": "/root"})
 
 
-def _report(model: Path) -> dict:
-    return json.loads((model / "train_report.json").read_text())
 
 
 # ---------------------------------------------------------------------------- the workstation
@@ -72,20 +66,7 @@ def test_sif_runs_every_command_on_the_workstation(sif, demo_records, tmp_path):
 
 
 # ------------------------------------------------------------------------ Slurm, as users submit
-@pytest.fixture(scope="module")
-def sbatch_run(cluster, sif, demo_records, tmp_path_factory):  # noqa: F811
-    model = tmp_path_factory.mktemp("sbatch") / "model"
-    log = model.parent / "slurm.out"
-    res = cluster.run(cluster.on_head("sbatch", "--wait", "-N", 2, "--ntasks-per-node", 1, "-o", log,
-                                      ROOT / "entrypoints" / "slurm-seed-256.sbatch", *TRAIN),
-                      timeout=900, cwd=ROOT, **_env(DATA=demo_records, MODEL=model, SIF=sif))
-    out = log.read_text() if log.exists() else ""
-    LEDGER.record(out)
-    assert res.returncode == 0, res.stdout + res.stderr + out[-5000:]
-    return model, out
-
-
-def test_sbatch_template_trains_across_both_nodes(sbatch_run):
+def test_sbatch_template_trains_across_both_nodes(sbatch_run):  # noqa: F811
     model, out = sbatch_run
     assert "world: 2 rank(s) on 2 host(s): n1, n2" in out, out[-3000:]
     rep = _report(model)
@@ -189,20 +170,6 @@ def _rest(proc, timeout: float) -> tuple[int, str]:
         raise AssertionError(f"the job still ran {timeout} s after the fault:\n{out[-3000:]}") from None
 
 
-def _only_slurmd_left(cluster) -> list[str]:  # noqa: F811
-    """Processes still in the nodes' namespaces, other than their slurmd."""
-    left = []
-    for node in cluster.nodes:
-        for pid in cluster.pids(node):
-            try:
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if "slurmd" not in cmd and "node-enter" not in cmd:
-                left.append(f"{node}: {pid} {cmd[:120]}")
-    return left
-
-
 def test_link_down_mid_training_names_the_host_then_resumes(cluster, sif, demo_records, tmp_path):  # noqa: F811
     model = tmp_path / "model"
     args = ["train", "--data-dir", demo_records, "--model-dir", model, *FAST, "--train-steps", 20,
@@ -284,10 +251,3 @@ def test_node_death_names_the_host(cluster, sif, demo_records, tmp_path):  # noq
     said = [ln for ln in out.split("step 7/20", 1)[1].splitlines() if "n2" in ln][:3]
     print(f"node death: job ended {took:.1f} s after n2's {killed} processes were killed, exit {code}: "
           + " | ".join(said))
-
-
-def _wait_until(ok, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not ok():
-        assert time.monotonic() < deadline, what()
-        time.sleep(1)

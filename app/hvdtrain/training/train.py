@@ -46,7 +46,8 @@ class Interrupted(HvdtrainError):
 def run_training(cfg: TrainConfig) -> TrainReport:
     """Set up, loop, finish. The loop's parts decide their own cadence: the logger, the
     checkpointer and the evaluator (``StepLogger``, ``Checkpointer``, ``Evaluator``)."""
-    run = prepare(cfg)
+    stop = StopSignals().install()  # first: a batch system's warning may come while TF starts
+    run = prepare(cfg, stop)
     plan = run.plan
     logger = StepLogger(run.events, run.meter, cfg.log_every_steps, plan.train_steps,
                         plan.steps_per_epoch, run.optim.lr_at)
@@ -112,9 +113,10 @@ class Run:
     stopped_by: str | None = None
 
 
-def prepare(cfg: TrainConfig) -> Run:
+def prepare(cfg: TrainConfig, stop: StopSignals) -> Run:
     """Data, world and plan; then the model and the same start on every rank (Horovod: init,
-    scale, wrap, broadcast; rank 0 alone restores and writes)."""
+    scale, wrap, broadcast; rank 0 alone restores and writes). A stop signal noted meanwhile is
+    acted on at the first step boundary."""
     cfg.check()
     data = manifest.load(cfg.data.data_dir, cfg.data.manifest)
     if data.train.num_images == 0:
@@ -149,7 +151,7 @@ def prepare(cfg: TrainConfig) -> Run:
         rt.log(f"model dir {cfg.model_dir} is already at step {start} of {plan.train_steps}; nothing to do")
     attempt = _begin_attempt(rt, cfg.model_dir, start, beats) if rt.rank == 0 else None
     events = Events(rt, cfg.model_dir, start, _curve_info(cfg, plan), mlperf)
-    fault = faults.from_env()
+    fault = faults.from_env(resumed=start > 0)
     train_step = _with_requests(rt, make_train_step(rt, net, optim, plan.label_smoothing,
                                                     inject_nan_at=fault.nan_at_step,
                                                     compression=cfg.gradient_compression))
@@ -161,7 +163,7 @@ def prepare(cfg: TrainConfig) -> Run:
     return Run(cfg, rt, plan, data, net, optim, state, start, checksums, events, mlperf, fault,
                _batches(rt, data, cfg, plan, start), train_step, watchdog,
                StepMeter(start, plan.global_batch), BadSteps(cfg.max_bad_steps, cfg.model_dir),
-               Target(cfg.target_accuracy, plan), StopSignals().install(), attempt)
+               Target(cfg.target_accuracy, plan), stop, attempt)
 
 
 def _with_requests(rt, step):
