@@ -18,6 +18,7 @@ from hvdtrain import atomic
 from hvdtrain.cluster import topology
 from hvdtrain.data import manifest, records
 from hvdtrain.data.pool import Comm, gather_results, run_jobs
+from hvdtrain.errors import not_a_directory
 from hvdtrain.flags import Validated, flag
 from hvdtrain.progress import Progress
 
@@ -140,7 +141,7 @@ def run_index(cfg: IndexConfig, log=print) -> manifest.Manifest:
     comm = Comm()
     data_dir = Path(cfg.data_dir).resolve()
     if not data_dir.is_dir():
-        raise IndexingError(f"DATA_DIR {cfg.data_dir} does not exist")
+        raise IndexingError(not_a_directory("DATA_DIR", cfg.data_dir))
     target = manifest.path_for(data_dir, cfg.manifest)
     _check_writable(target, data_dir, cfg.manifest)  # before hours of reading, not after
     found = find(data_dir)

@@ -30,7 +30,7 @@ from pathlib import Path
 from hvdtrain import atomic
 from hvdtrain.data import records
 from hvdtrain.data.records import LABEL_OFFSET, SPLITS
-from hvdtrain.errors import HvdtrainError
+from hvdtrain.errors import HvdtrainError, not_a_directory
 
 MANIFEST = "manifest.json"
 SKIPPED = "skipped.txt"
@@ -146,7 +146,7 @@ def load(data_dir: str | Path, manifest_path: str | Path | None = None) -> Manif
     """The manifest of ``data_dir`` (or the one at ``manifest_path``), checked for its keys."""
     path = path_for(data_dir, manifest_path)
     if manifest_path is None and not Path(data_dir).is_dir():
-        raise DataError(f"data dir {data_dir} does not exist")
+        raise DataError(not_a_directory("data dir", data_dir))
     if not path.is_file():
         if manifest_path is None and (shards := find_shards(data_dir)):
             raise DataError(f"{path} not found, but {data_dir} holds {len(shards)} TFRecord shard(s) "

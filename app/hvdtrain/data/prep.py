@@ -23,7 +23,7 @@ from hvdtrain.cluster import topology
 from hvdtrain.data import manifest, records
 from hvdtrain.data.images import BadImage, normalise
 from hvdtrain.data.pool import Comm, gather_results, run_jobs
-from hvdtrain.errors import HvdtrainError
+from hvdtrain.errors import HvdtrainError, not_a_directory
 from hvdtrain.flags import REQUIRED, Validated, flag
 from hvdtrain.progress import Progress
 
@@ -95,7 +95,7 @@ def scan(raw: Path, validation_labels: Path | None) -> tuple[list[str], list[Ite
     """Find classes and images; labels are 1..N in sorted-wnid order (tensorflow/tpu's rule)."""
     train_dir = raw / "train"
     if not raw.is_dir():
-        raise PrepError(f"--raw-data-dir {raw} does not exist")
+        raise PrepError(not_a_directory("--raw-data-dir", raw))
     if not train_dir.is_dir():
         raise PrepError(f"{train_dir} not found: --raw-data-dir must hold train/<wnid>/*")
     classes = sorted(p.name for p in train_dir.iterdir() if p.is_dir() and not p.name.startswith("."))

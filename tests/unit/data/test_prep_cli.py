@@ -33,6 +33,14 @@ def test_missing_train_folder(raw, tmp_path):
     _assert_fails(_prep(raw, tmp_path / "o"), tmp_path / "o", str(raw / "train"), "not found")
 
 
+def test_raw_data_dir_that_is_a_file_says_so(tmp_path):
+    (tmp_path / "raw.tar").write_bytes(b"not a folder")
+    _assert_fails(_prep(tmp_path / "raw.tar", tmp_path / "o"), tmp_path / "o",
+                  f"--raw-data-dir {tmp_path / 'raw.tar'} is a file, not a directory")
+    _assert_fails(_prep(tmp_path / "nowhere", tmp_path / "o"), tmp_path / "o",
+                  f"--raw-data-dir {tmp_path / 'nowhere'} does not exist")
+
+
 def test_empty_class_folder(raw, tmp_path):
     (raw / "train" / "n00000099").mkdir()
     _assert_fails(_prep(raw, tmp_path / "o"), tmp_path / "o", "n00000099", "is empty")
