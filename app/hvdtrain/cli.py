@@ -192,9 +192,11 @@ def predict(images: list[Path], as_json: bool, **values):
 @command(app, "bench", BenchConfig, extra=[
     arg("eval_mode", bool, False, names=("--eval",), help="Inference throughput instead of training."),
     arg("prep_mode", bool, False, names=("--prep",), help="Prep throughput, 1 worker vs all."),
+    arg("nodes_mode", bool, False, names=("--nodes",),
+        help="Node health check (under mpirun): every host's training speed, the slow ones named."),
     arg("as_json", bool, False, names=("--json",), help="Print one JSON object (for scripts).")])
-def bench(eval_mode: bool, prep_mode: bool, as_json: bool, **values):
-    """Throughput of training, --eval inference or --prep.
+def bench(eval_mode: bool, prep_mode: bool, nodes_mode: bool, as_json: bool, **values):
+    """Throughput of training, --eval inference, --prep, or every --nodes host's speed.
 
     The median of timed windows after warm-up, with a step-time breakdown and the share of
     this machine's matmul peak. Works under mpirun (images_per_second is global)."""
@@ -202,10 +204,10 @@ def bench(eval_mode: bool, prep_mode: bool, as_json: bool, **values):
 
     from hvdtrain.perf.bench import run_bench
 
-    if eval_mode and prep_mode:
-        _fail("--eval and --prep are alternatives")
+    if eval_mode + prep_mode + nodes_mode > 1:
+        _fail("--eval, --prep and --nodes are alternatives")
     cfg = _build(BenchConfig, values)
-    cfg.mode = "eval" if eval_mode else "prep" if prep_mode else "train"
+    cfg.mode = "eval" if eval_mode else "prep" if prep_mode else "nodes" if nodes_mode else "train"
     res = _call(run_bench, cfg)
     from hvdtrain.cluster.world import world
 
@@ -219,6 +221,11 @@ def bench(eval_mode: bool, prep_mode: bool, as_json: bool, **values):
 
         typer.echo(render(res))
         return
+    if res.get("mode") == "nodes":
+        from hvdtrain.perf.health import render
+
+        typer.echo(render(res))
+        return
     if cfg.mode == "prep":
         typer.echo(f"prep: {res['images']} images: {res['images_per_second_1_worker']:,.1f} images/s "
                    f"with 1 worker, {res['images_per_second']:,.1f} with {res['workers']} "
@@ -228,6 +235,10 @@ def bench(eval_mode: bool, prep_mode: bool, as_json: bool, **values):
                f"{cfg.net.precision}, "
                f"{res['num_ranks']} rank(s): {res['images_per_second']:,.2f} images/s global "
                f"(windows {res['window_rates_per_rank']} per rank)")
+    if "step_spread" in res:
+        sp = res["step_spread"]
+        typer.echo(f"  step times: median {sp['median_ms']} ms, CV {sp['cv']}, p99/median "
+                   f"{sp['p99_over_median']} over {sp['steps']} steps")
     typer.echo(f"  step {res['step_ms']} ms: input wait {res['input_wait_ms_per_step']} ms"
                + (f", allreduce {res['allreduce_ms_per_step']} ms (measured alone)"
                   if "allreduce_ms_per_step" in res else ""))

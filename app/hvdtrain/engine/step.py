@@ -52,6 +52,23 @@ def make_train_step(rt, net, optim, label_smoothing: float = 0.0, inject_nan_at:
     return train_step
 
 
+def make_local_step(rt, net, optim):
+    """The training step without its allreduces: one rank's own compute and update, as fast as
+    this rank can go (the node health check times it on every rank at once)."""
+    tf, opt = rt.tf, optim.optimizer
+
+    @tf.function
+    def local_step(images, labels):
+        with tf.GradientTape() as tape:
+            logits = tf.cast(net(images, training=True), tf.float32)
+            loss = tf.reduce_mean(cross_entropy(tf, labels, logits)) + optim.penalty()
+        grads = tape.gradient(loss, net.trainable_variables)
+        opt.apply_gradients(zip(grads, net.trainable_variables, strict=True))
+        return (loss,)
+
+    return local_step
+
+
 def compressor(tf, hvd, name: str):
     """Horovod's compressor for ``name``. No bf16: Horovod 0.28.1's TF allreduce op rejects
     bfloat16 tensors ("DataType bfloat16 not in list of allowed values"; bench/NOTES.md)."""

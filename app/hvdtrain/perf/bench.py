@@ -20,10 +20,11 @@ from pathlib import Path
 from hvdtrain.cluster import topology
 from hvdtrain.cluster.topology import ThreadFlags
 from hvdtrain.flags import Validated, flag
+from hvdtrain.perf import spread
 from hvdtrain.training.config import COMPRESSIONS, FaultFlags, ModelFlags
 
 IMPLS = ("hvdtrain", "keras")
-MODES = ("train", "eval", "prep")
+MODES = ("train", "eval", "prep", "nodes")
 
 
 @dataclass
@@ -50,6 +51,10 @@ class BenchConfig(Validated):
     warmup: int = flag(3, "--warmup", help="Untimed steps first (graph tracing).")
     peak: bool = flag(True, "--peak/--no-peak", help="Also measure the matmul peak (fp32 and bf16).")
     prep_images: int = flag(1000, "--prep-images", help="Synthetic images for --prep.")
+    alone: bool = flag(True, "--alone/--no-alone",
+                       help="With --nodes: also time each host alone, in turn (hosts x steps x a step).")
+    out: Path | None = flag(None, "--out", help="With --nodes: write the result here (JSON), for "
+                                                "`hvdtrain plan --from-bench`.")
     export: Path | None = flag(None, "--export",
                                help="With --eval: time every form and version of this export dir "
                                     "beside the checkpoint it came from.")
@@ -89,6 +94,10 @@ def run_bench(cfg: BenchConfig) -> dict:
                                  if topology.bf16_supported() else None}
     net, num_classes = _network(rt, cfg)
     batches = _input(rt, cfg, num_classes)
+    if cfg.mode == "nodes":
+        from hvdtrain.perf.health import run_health
+
+        return {"mode": "nodes", **run_health(rt, cfg, net, batches)}
     if cfg.mode == "eval":
         step = tf.function(lambda images, labels: tf.reduce_sum(
             tf.cast(net(images, training=False), tf.float32)))
@@ -182,7 +191,7 @@ def _input(rt, cfg: BenchConfig, num_classes: int):
 def _time_steps(rt, cfg: BenchConfig, batches, step, sync) -> dict:
     for _ in range(cfg.warmup):
         sync(step(*next(batches)))
-    rates, waits, steps_s = [], [], []
+    rates, waits, steps_s, each = [], [], [], []
     for _ in range(cfg.windows):
         wait = 0.0
         t0 = time.perf_counter()
@@ -191,14 +200,19 @@ def _time_steps(rt, cfg: BenchConfig, batches, step, sync) -> dict:
             images, labels = next(batches)
             wait += time.perf_counter() - t
             sync(step(images, labels))
+            each.append(time.perf_counter() - t)
         secs = time.perf_counter() - t0
         rates.append(cfg.steps * cfg.batch_size / secs)
         waits.append(wait / cfg.steps)
         steps_s.append(secs / cfg.steps)
-    return {"images_per_second_per_rank": round(statistics.median(rates), 2),
-            "window_rates_per_rank": [round(r, 2) for r in rates],
-            "step_ms": round(1e3 * statistics.median(steps_s), 1),
-            "input_wait_ms_per_step": round(1e3 * statistics.median(waits), 2)}
+    out = {"images_per_second_per_rank": round(statistics.median(rates), 2),
+           "window_rates_per_rank": [round(r, 2) for r in rates],
+           "step_ms": round(1e3 * statistics.median(steps_s), 1),
+           "input_wait_ms_per_step": round(1e3 * statistics.median(waits), 2),
+           "step_seconds": [round(x, 5) for x in each]}  # every timed step: the spread's samples
+    if len(each) >= 2:
+        out["step_spread"] = spread.summarize(each)
+    return out
 
 
 def matmul_gflops(tf, dtype, n: int = 4096, reps: int = 5) -> float:

@@ -4,11 +4,14 @@ recipe's time-to-train (``plan_job``); ``render_plan`` prints it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 from hvdtrain.errors import ConfigError
 from hvdtrain.flags import REQUIRED, Validated, flag
-from hvdtrain.perf.scaling import BYTES_PER_PARAM, OVERLAP, Job, predict
+from hvdtrain.perf import spread
+from hvdtrain.perf.scaling import BYTES_PER_PARAM, LEVERS, OVERLAP, Job, predict
 from hvdtrain.training import recipes
 from hvdtrain.training.config import ScheduleFlags, make_plan
 
@@ -32,10 +35,28 @@ class PlanConfig(Validated):
                                "bench/NOTES.md).")
     recipe: str = flag("surfsara", "--recipe", choices=recipes.NAMES, aliases=recipes.ALIASES,
                        help="surfsara (the seed's; `seed` is accepted) | mlperf: whose plan to time.")
+    from_bench: Path | None = flag(None, "--from-bench",
+                                   help="The JSON of `hvdtrain bench --nodes` (or `hvdtrain bench "
+                                        "--json`): the node rate, the step-time spread and the "
+                                        "slowest node, measured.")
+    step_cv: float | None = flag(None, "--step-cv", low=0, high=1,
+                                 help="A stated per-step time spread (coefficient of variation, "
+                                      "0..1), instead of a measured one. Default: measured "
+                                      "(--measure, --from-bench), else 0 (said so in the plan).")
+    node_spread: float | None = flag(None, "--node-spread", low=0, high=1, open_high=True,
+                                     help="The slowest node's deficit against the median node "
+                                          "(0.05: 5% fewer images/s). Default: from --from-bench, "
+                                          "else 0 (said so in the plan).")
+    fs_gbps: float | None = flag(None, "--fs-gbps", low=0, open_low=True,
+                                 help="A shared file system every node reads its shards from, Gb/s: "
+                                      "printed as needed vs available, and a cap.")
 
     def check(self) -> None:
-        if (self.node_images_per_second is None) == (not self.measure):
-            raise ConfigError("give --node-images-per-second R or --measure (one of them)")
+        sources = (self.node_images_per_second is not None) + self.measure + (self.from_bench is not None)
+        if sources == 0:
+            raise ConfigError("give --node-images-per-second R, --measure or --from-bench FILE")
+        if self.measure and self.from_bench is not None:
+            raise ConfigError("--measure and --from-bench are alternatives")
         if self.global_batch % (self.nodes * self.ranks_per_node):
             raise ConfigError(f"--global-batch {self.global_batch} must divide over --nodes {self.nodes} "
                               f"x --ranks-per-node {self.ranks_per_node} ranks")
@@ -44,20 +65,77 @@ class PlanConfig(Validated):
 def run_plan(cfg: PlanConfig, log=print) -> dict:
     """The plan as one dict (``render_plan`` prints it)."""
     cfg.check()
-    rate = cfg.node_images_per_second
+    rate, measured = cfg.node_images_per_second, {}
     if cfg.measure:
         from hvdtrain.perf.bench import BenchConfig, run_bench
 
         per_rank = cfg.global_batch // (cfg.nodes * cfg.ranks_per_node)
-        rate = run_bench(BenchConfig(batch_size=per_rank, steps=2, windows=2, warmup=1,
-                                     peak=False))["images_per_second"]
-        log(f"measured: this node trains ResNet-50 at {rate:.2f} images/s (batch {per_rank}, 1 rank)")
+        res = run_bench(BenchConfig(batch_size=per_rank, steps=10, windows=3, warmup=2, peak=False))
+        rate = rate or res["images_per_second"]
+        measured = {"samples": spread.relative(res["step_seconds"]), "source": "measured here (--measure)"}
+        log(f"measured: this node trains ResNet-50 at {res['images_per_second']:.2f} images/s "
+            f"(batch {per_rank}, 1 rank); step spread {res['step_spread']}")
+    elif cfg.from_bench is not None:
+        measured = read_bench(cfg.from_bench)
+        rate = rate or measured["node_images_per_second"]
+    job = Job(cfg.nodes, cfg.ranks_per_node, cfg.global_batch, rate, cfg.link_gbps, cfg.latency_us,
+              compression=cfg.gradient_compression, overlap=cfg.overlap, fs_gbps=cfg.fs_gbps)
+    job, assumed = with_spread(job, cfg, measured)
     try:
-        return plan_job(Job(cfg.nodes, cfg.ranks_per_node, cfg.global_batch, rate, cfg.link_gbps,
-                            cfg.latency_us, compression=cfg.gradient_compression, overlap=cfg.overlap),
-                        cfg.recipe)
+        out = plan_job(job, cfg.recipe)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    out["assumed"] = assumed
+    return out
+
+
+def with_spread(job: Job, cfg: PlanConfig, measured: dict) -> tuple[Job, list[str]]:
+    """The job with its step-time spread and slowest node, and what the plan assumed about them."""
+    assumed = []
+    if cfg.step_cv is not None:
+        job = replace(job, step_samples=spread.normal_samples(cfg.step_cv))
+        assumed.append(f"step spread: CV {cfg.step_cv:g} as stated (--step-cv), normal")
+    elif measured.get("samples"):
+        job = replace(job, step_samples=tuple(measured["samples"]))
+        s = measured["samples"]
+        assumed.append(f"step spread: CV {spread.summarize(list(s))['cv']:.3f} over {len(s)} steps, "
+                       f"{measured['source']}")
+    else:
+        assumed.append("step spread: none (0, no stragglers): an assumption; measure it with --measure "
+                       "or `hvdtrain bench --nodes`, or state it with --step-cv")
+    if cfg.node_spread is not None:
+        job = replace(job, node_spread=cfg.node_spread)
+        assumed.append(f"slowest node: {cfg.node_spread:.1%} below the median, as stated (--node-spread)")
+    elif "node_spread" in measured:
+        job = replace(job, node_spread=measured["node_spread"],
+                      slow_node_samples=tuple(measured.get("slow_node_samples") or ()) or None)
+        assumed.append(f"slowest node: {measured['slowest_host']}, {measured['node_spread']:.1%} below "
+                       f"the median, {measured['source']}")
+    else:
+        assumed.append("slowest node: as fast as the median (0): an assumption; `hvdtrain bench --nodes` "
+                       "measures it, --node-spread states it")
+    return job, assumed
+
+
+def read_bench(path: Path) -> dict:
+    """What a plan takes from `hvdtrain bench --nodes` (or a plain `bench --json`) output."""
+    try:
+        text = Path(path).read_text().strip()
+        try:
+            data = json.loads(text)  # the health check's file
+        except ValueError:
+            data = json.loads(text.splitlines()[-1])  # the last line of `bench --json`'s output
+    except (OSError, ValueError, IndexError) as exc:
+        raise ConfigError(f"--from-bench {path}: not a bench JSON ({exc})") from None
+    if "hosts" in data:  # the health check
+        return {"node_images_per_second": data["median_node_images_per_second"],
+                "samples": spread.relative(data["step_seconds"]), "node_spread": data["node_spread"],
+                "slowest_host": data["slowest_host"], "slow_node_samples": data.get("slow_node_samples"),
+                "source": f"from {path}"}
+    if "step_seconds" not in data:
+        raise ConfigError(f"--from-bench {path}: no step_seconds (made by an older hvdtrain bench?)")
+    return {"node_images_per_second": data["images_per_second"] / max(1, data.get("num_ranks", 1)),
+            "samples": spread.relative(data["step_seconds"]), "source": f"from {path}"}
 
 
 def plan_job(job, recipe: str = "surfsara", images: int = recipes.IMAGENET_TRAIN_IMAGES) -> dict:
@@ -65,8 +143,9 @@ def plan_job(job, recipe: str = "surfsara", images: int = recipes.IMAGENET_TRAIN
     to train the recipe's plan at that rate."""
     pred = predict(job)
     plan = make_plan(ScheduleFlags(train_batch_size=job.global_batch, recipe=recipe), images, job.ranks)
-    out = {"job": {**job.__dict__, "ranks": job.ranks, "per_rank_batch": job.per_rank_batch,
-                   "gradient_bytes": job.gradient_bytes},
+    described = {k: v for k, v in job.__dict__.items() if k not in ("step_samples", "slow_node_samples")}
+    out = {"job": {**described, "ranks": job.ranks, "per_rank_batch": job.per_rank_batch,
+                   "gradient_bytes": job.gradient_bytes, "step_samples": len(job.step_samples)},
            "prediction": pred.as_dict(), "plan": plan.as_dict(),
            "time_to_train_seconds": plan.train_steps * pred.step_seconds}
     if plan.expected_epochs:
@@ -87,17 +166,32 @@ def render_plan(r: dict) -> str:
         f"allreduce {p['exposed_allreduce_seconds'] * ms:,.1f} (of {p['allreduce_seconds'] * ms:,.1f}) "
         f"+ exposed input {p['exposed_input_seconds'] * ms:,.1f}; {p['bytes_per_node_link'] / 1e6:,.1f} MB "
         f"per node link per step",
+        f"      + stragglers {p['straggler_seconds'] * ms:,.1f} + coordination "
+        f"{p['coordination_seconds'] * ms:,.1f} + host {p['host_seconds'] * ms:,.1f}"
+        + (f" + shared file system {p['fs_limited_seconds'] * ms:,.1f}" if p["fs_limited_seconds"] else ""),
+        f"input: {p['fs_needed_gbps']:,.2f} Gb/s of images needed"
+        + (f", {j['fs_gbps']:g} available (--fs-gbps)" if j.get("fs_gbps") else
+           " from the file system (--fs-gbps to check it)"),
         f"global {p['images_per_second']:,.1f} images/s, scaling efficiency {p['scaling_efficiency']:.1%}",
+        _largest_loss(p),
         f"recipe {plan['recipe']}: {plan['steps_per_epoch']:.1f} steps/epoch, "
         f"warm-up {plan['warmup_steps']:,}, {plan['train_steps']:,} steps ({plan['epochs']:.1f} epochs), "
         f"LR {plan['base_lr']:g} -> "
         f"{plan['peak_lr']:.4g} -> {plan['end_lr']:g} ({plan['lr_schedule']}, {plan['optimizer']})",
         f"time-to-train: {_hours(r['time_to_train_seconds'])} for the {plan['epochs']:.1f} epochs",
     ]
+    lines += [f"assumed: {a}" for a in r.get("assumed", [])]
     if "time_to_target_seconds" in r:
         lines.append(f"time-to-target: {_hours(r['time_to_target_seconds'])} at the RCP mean of "
                      f"{plan['expected_epochs']:.1f} epochs to {recipes.MLPERF_TARGET:.1%}")
     return "\n".join(lines)
+
+
+def _largest_loss(p: dict) -> str:
+    if not p["losses"]:
+        return "largest loss: none (one node, or no term costs anything)"
+    name, share = max(p["losses"].items(), key=lambda kv: kv[1])
+    return f"largest loss: {name} cost {share:.1%} of the step: {LEVERS[name]}"
 
 
 def _hours(seconds: float) -> str:
