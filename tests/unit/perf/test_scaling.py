@@ -19,9 +19,12 @@ def test_two_nodes_by_hand():
     assert p.compute_seconds == pytest.approx(compute)
     assert p.bytes_per_node_link == pytest.approx(link_bytes)
     assert p.allreduce_seconds == pytest.approx(allreduce)
-    assert p.step_seconds == pytest.approx(compute + allreduce)
-    assert p.images_per_second == pytest.approx(64 / (compute + allreduce))
-    assert p.scaling_efficiency == pytest.approx(64 / (compute + allreduce) / 32)
+    coordination = 0.020 / 2 + 2 * 1 * 10e-6 + 2 * 1e-6  # half a 20 ms cycle + the negotiation
+    assert p.coordination_seconds == pytest.approx(coordination)
+    step = compute + allreduce + coordination
+    assert p.step_seconds == pytest.approx(step)
+    assert p.images_per_second == pytest.approx(64 / step)
+    assert p.scaling_efficiency == pytest.approx(64 / step / 32)
 
 
 def test_one_node_never_waits_for_the_network():
