@@ -42,6 +42,15 @@ node. Prints one table; writes bench/results/scaling-*.json.
 
     python bench/scaling.py [--batch 32] [--steps 2] [--windows 2] [--quick] [--rows 1,2,3,4]
                             [--lever fp16 ...]
+
+Stragglers (``--noise 0,0.1,0.25,0.5``, instead of the rows): at each level a hog pinned to n2's
+core is busy for a random share of every 250 ms (uniform in [0, 2 x level]), so n2's steps are
+slower and vary. Each level measures n1 and n2 beside each other (1 rank each: the per-step times
+of the quiet and the noisy node), then the 2-node job with the same hog (uncapped link), and
+compares its efficiency (against n1's rate) with `hvdtrain plan`'s model given those per-step
+times: the straggler term (perf/spread.py, by resampling) for n1 and n2's measured samples. The
+rest of the step (Horovod's and the kernel's work on the ranks' cores) is measured once, at level
+0, and held fixed. Writes bench/results/noise-*.json.
 """
 
 from __future__ import annotations
@@ -58,6 +67,7 @@ from pathlib import Path
 from support.simcluster import Cluster  # tests/support: run with PYTHONPATH=tests (make bench does)
 
 from hvdtrain.cluster.world import mpirun_command
+from hvdtrain.perf import spread
 from hvdtrain.perf.scaling import RESNET50_PARAMS, Job, predict
 from hvdtrain.perf.timeline import load, overlap
 
@@ -237,7 +247,18 @@ def _args():
                     help="measure only the levers whose name contains this (repeatable; default: all)")
     ap.add_argument("--no-shared-node", action="store_true", help="skip the 2-ranks-per-node runs")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    ap.add_argument("--noise", default=None,
+                    help="straggler rows instead: noise levels on n2, comma-separated (e.g. 0,0.1,0.25,0.5)")
+    ap.add_argument("--model", default="resnet50", help="--noise rows: the network (default resnet50)")
+    ap.add_argument("--image-size", type=int, default=224, help="--noise rows: its input side")
     a = ap.parse_args()
+    if a.noise is not None:
+        try:
+            a.noise = [float(x) for x in a.noise.split(",")]
+        except ValueError:
+            ap.error(f"--noise {a.noise!r}: give levels in [0, 0.5], comma-separated")
+        if a.noise[0] != 0 or not all(0 <= x <= 0.5 for x in a.noise):
+            ap.error("--noise: the first level must be 0 (it measures the rest of the step), all in [0, 0.5]")
     try:
         a.chosen = {int(x) - 1 for x in a.rows.split(",")}
     except ValueError:
@@ -355,8 +376,91 @@ def summarize(a, alone: list, refs: list, rows: list) -> None:
     print(f"wrote {out}")
 
 
+HOG = """
+import random, sys, time
+level, period = float(sys.argv[1]), 0.25
+rng = random.Random(7)
+while True:
+    busy = rng.uniform(0, 2 * level) * period
+    end = time.perf_counter() + busy
+    while time.perf_counter() < end:
+        pass
+    time.sleep(period - busy)
+"""
+
+
+def noise_level(cluster: Cluster, workdir: Path, a, level: float) -> dict:
+    """n1 and n2 beside each other, then the 2-node job, with n2's hog at ``level``."""
+    hog = (subprocess.Popen(["taskset", "-c", "1", sys.executable, "-c", HOG, str(level)])
+           if level else None)
+    extra = ["--model", a.model, "--image-size", str(a.image_size)]
+    try:
+        outs = run_together([(bench_cmd(a.batch, a.steps, a.windows, extra, first_core=c), None)
+                             for c in (0, 1)])
+        quiet, noisy = (last_json(out) for out in outs)
+        pair = two_nodes(cluster, workdir, a.batch, a.steps, a.windows, extra)
+    finally:
+        if hog:
+            hog.kill()
+            hog.wait()
+    return {"level": level, "quiet": quiet["step_seconds"], "noisy": noisy["step_seconds"],
+            "two_nodes": pair["images_per_second"], "two_nodes_step_ms": pair["step_ms"],
+            "cpu_steal": pair["cpu_steal"]}
+
+
+def noise_prediction(a, m: dict, host_seconds: float):
+    """(measured efficiency, the model's Prediction) for one noise level's measurements."""
+    q_mean = statistics.mean(m["quiet"])
+    rate = a.batch / q_mean  # n1's rate beside the noisy n2: the typical node
+    job = Job(2, 1, 2 * a.batch, rate, link_gbps=1000.0, latency_us=50, overlap=0.0,
+              host_seconds=host_seconds, step_samples=spread.relative(m["quiet"]),
+              slow_node_samples=tuple(t / q_mean for t in m["noisy"]))
+    return m["two_nodes"] / (2 * rate), predict(job)
+
+
+def noise_rows(cluster: Cluster, workdir: Path, a) -> list:
+    rows, host = [], None
+    print("noise | n2 slower by | n2 CV | n1 CV | measured efficiency | predicted | predicted/measured "
+          "| stragglers ms | CPU steal", flush=True)
+    for level in a.noise:
+        m = noise_level(cluster, workdir, a, level)
+        if host is None:  # level 0: what the model does not cover (host work, the allreduce), measured
+            _, bare = noise_prediction(a, m, 0.0)
+            host = max(0.0, 2 * a.batch / m["two_nodes"] - bare.step_seconds)
+        eff, p = noise_prediction(a, m, host)
+        slower = statistics.mean(m["noisy"]) / statistics.mean(m["quiet"]) - 1
+        row = {**m, "n2_slower_by": slower, "n2_cv": spread.summarize(m["noisy"])["cv"],
+               "n1_cv": spread.summarize(m["quiet"])["cv"], "efficiency": eff,
+               "predicted_efficiency": p.scaling_efficiency, "ratio": p.scaling_efficiency / eff,
+               "straggler_ms": p.straggler_seconds * 1e3, "host_ms": host * 1e3,
+               "calibration": level == a.noise[0]}
+        rows.append(row)
+        print(f"{level:g}{' (calibration)' if row['calibration'] else ''} | {slower:+.1%} | "
+              f"{row['n2_cv']:.3f} | {row['n1_cv']:.3f} | {eff:.1%} | {p.scaling_efficiency:.1%} | "
+              f"{row['ratio']:.3f} | {row['straggler_ms']:.0f} | {m['cpu_steal']:.1%}", flush=True)
+    checked = [r for r in rows if not r["calibration"]]
+    within = [r for r in checked if abs(r["ratio"] - 1) <= 0.10]
+    print(f"prediction within 10% at {len(within)} of {len(checked)} noise levels "
+          f"(level 0 measured the host cost, {host * 1e3:.0f} ms a step)", flush=True)
+    out = Path(a.out) / f"noise-{time.strftime('%Y-%m-%dT%H%M%SZ', time.gmtime())}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"args": {k: v for k, v in vars(a).items() if k != "chosen"}, "rows": rows},
+                              indent=2))
+    print(f"wrote {out}")
+    return rows
+
+
 def main() -> int:
     a = _args()
+    if a.noise is not None:
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        workdir = ROOT / "build" / "scaling-cluster"
+        cluster = Cluster(2, workdir).up()
+        try:
+            noise_rows(cluster, workdir, a)
+        finally:
+            cluster.down()
+        return 0
     # a kill runs the finally blocks below: the cluster's namespaces and links go down
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     reference, rows, workdir = References(a), [], ROOT / "build" / "scaling-cluster"

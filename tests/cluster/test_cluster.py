@@ -74,6 +74,24 @@ def test_sbatch_template_trains_across_both_nodes(sbatch_run):  # noqa: F811
     assert rep["num_ranks"] == 2 and rep["train_steps"] == STEPS and len(sums) == 2 and sums[0] == sums[1]
 
 
+def test_health_check_template_times_every_node_and_feeds_the_plan(cluster, sif, tmp_path):  # noqa: F811
+    out, log = tmp_path / "health.json", tmp_path / "health.out"
+    small = ["--model", "resnet18", "--image-size", 32, "--batch-size", 8, "--num_intra_threads", 1,
+             "--num_inter_threads", 1]  # after the template's own flags: they win
+    res = cluster.run(cluster.on_head("sbatch", "--wait", "-N", 2, "--ntasks-per-node", 1, "-o", log,
+                                      ROOT / "entrypoints" / "slurm-health-check.sbatch", *small),
+                      timeout=900, cwd=ROOT, **_env(SIF=sif, OUT=out))
+    text = log.read_text() if log.exists() else ""
+    assert res.returncode == 0, res.stderr + text[-4000:]
+    assert re.search(r"^n1 +\d", text, re.M) and re.search(r"^n2 +\d", text, re.M), text[-3000:]
+    data = json.loads(out.read_text())
+    assert set(data["hosts"]) == {"n1", "n2"}
+    assert all(v["alone_images_per_second"] for v in data["hosts"].values())
+    plan = _head(cluster, "hvdtrain", "plan", "--nodes", 256, "--ranks-per-node", 1, "--global-batch", 2048,
+                 "--from-bench", out, timeout=120)
+    assert plan.returncode == 0 and f"from {out}" in plan.stdout, plan.stderr
+
+
 def test_workstation_eval_equals_eval_under_srun(cluster, sif, sbatch_run, demo_records):  # noqa: F811
     model, _ = sbatch_run
     local = _workstation(sif, "eval", "--data-dir", demo_records, "--model-dir", model,
