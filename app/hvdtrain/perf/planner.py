@@ -27,7 +27,7 @@ class PlanConfig(Validated):
                                                 help="One node's training images/s (all its ranks).")
     measure: bool = flag(False, "--measure",
                          help="Time this node's training step instead (ResNet-50, 224 px, the "
-                              "per-rank batch; takes a minute or more).")
+                              "per-rank batch, 10 steps: its rate and step-time spread; minutes).")
     gradient_compression: str = flag("none", "--gradient-compression", choices=tuple(BYTES_PER_PARAM),
                                      help="none | fp16 (half the gradient bytes).")
     overlap: float = flag(OVERLAP, "--overlap", low=0, high=1,
@@ -70,7 +70,7 @@ def run_plan(cfg: PlanConfig, log=print) -> dict:
         from hvdtrain.perf.bench import BenchConfig, run_bench
 
         per_rank = cfg.global_batch // (cfg.nodes * cfg.ranks_per_node)
-        res = run_bench(BenchConfig(batch_size=per_rank, steps=10, windows=3, warmup=2, peak=False))
+        res = run_bench(BenchConfig(batch_size=per_rank, steps=5, windows=2, warmup=1, peak=False))
         rate = rate or res["images_per_second"]
         measured = {"samples": spread.relative(res["step_seconds"]), "source": "measured here (--measure)"}
         log(f"measured: this node trains ResNet-50 at {res['images_per_second']:.2f} images/s "

@@ -14,7 +14,9 @@ import shutil
 from pathlib import Path
 
 from hvdtrain import __version__, atomic
+from hvdtrain.cluster import topology
 from hvdtrain.data import manifest
+from hvdtrain.errors import ConfigError
 from hvdtrain.run_dir import RunDir
 from hvdtrain.serving import convert, exports
 from hvdtrain.serving.config import ExportConfig
@@ -104,7 +106,9 @@ def describe(cfg: ExportConfig, ckpt_dir: Path, meta: dict, version: int) -> dic
 def run_export(cfg: ExportConfig, log=print) -> Path:
     """Write the next version of ``cfg.output_dir``; returns its directory."""
     cfg.check()
-    convert.require(cfg.format)  # a missing extra is named before any work
+    convert.require(cfg.format)  # a missing extra, or bf16 on a CPU without it, before any work
+    if cfg.precision == "bf16" and not topology.bf16_supported():
+        raise ConfigError(topology.bf16_refusal())
     ckpt_dir, meta = restore_checkpoint(cfg.model_dir, cfg.checkpoint)
     _check_writable(cfg.output_dir)
     from hvdtrain.cluster import runtime

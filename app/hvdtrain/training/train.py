@@ -282,7 +282,6 @@ def _begin_attempt(rt, model_dir: Path, start: int, beats: list[dict]) -> dict:
                f"{record['previous_last_step']}): resumed at step {start}{left}; lost "
                f"{record['redone_seconds']:.0f} s of work redone and "
                f"{record['restart_seconds']:.0f} s restarting")
-    record["perf"] = time.perf_counter()  # in memory only: when this attempt began, on this clock
     return record
 
 
@@ -290,7 +289,7 @@ def _end_attempt(run: Run, last: int, step_seconds: float | None) -> dict | None
     """Rank 0: how this attempt ended, and the run's attempts so far for the report."""
     if run.attempt is None:
         return None
-    first = (run.meter.t_first - run.attempt["perf"]) if run.meter.t_first else 0.0
+    first = (run.meter.t_first - run.meter.t_start) if run.meter.t_first else 0.0  # tracing, warm-up
     how = f"stopped by {run.stopped_by}" if run.stopped_by else "finished"
     attempts.end(run.cfg.model_dir, run.attempt["attempt"], last, how, max(0.0, first), step_seconds)
     return attempts.summary(run.cfg.model_dir)
