@@ -42,6 +42,9 @@ case "$flavour" in
     set -- -np "$NP" -ppn "$PPN" -genv I_MPI_PIN_DOMAIN socket ${HOSTFILE:+-f "$HOSTFILE"} \
       "$runner" exec ${BINDS:+--bind "$BINDS"} "$SIF" /usr/local/bin/hvdtrain-entrypoint "$@" ;;
   *)  # Open MPI (default)
+    # On SIGTERM (scancel, a time limit) mpirun kills the ranks about 1 s later by default, before
+    # rank 0 can finish the checkpoint the ranks agree on; give them 10 s (Slurm's KillWait bounds it).
+    export OMPI_MCA_odls_base_sigkill_timeout=${OMPI_MCA_odls_base_sigkill_timeout:-10}
     exports=""
     for n in $env_names; do eval "[ -n \"\${$n:-}\" ]" && exports="$exports -x $n"; done
     # shellcheck disable=SC2086
