@@ -97,8 +97,9 @@ def test_a_time_limit_mid_run_saves_requeues_and_finishes(cluster, sif, demo_rec
 def test_a_dead_node_is_left_out_and_the_job_finishes_on_the_other(cluster, sif, demo_records,  # noqa: F811
                                                                  tmp_path):
     model, log = tmp_path / "model", tmp_path / "slurm.out"
-    job = _submit(cluster, [], log, extra=["--checkpoint-every-steps", 5], DATA=demo_records, MODEL=model,
-                  SIF=sif, HVDTRAIN_INJECT_STEP_DELAY=1, HVDTRAIN_PROBE_SECONDS=15)
+    job = _submit(cluster, [], log, extra=["--checkpoint-every-steps", 5, "--log-every-steps", 1],
+                  DATA=demo_records, MODEL=model, SIF=sif, HVDTRAIN_INJECT_STEP_DELAY=2,
+                  HVDTRAIN_PROBE_SECONDS=15)
     _wait_for_log(log, r"^step 7/20", 600)
     killed = cluster.kill_node("n2")
     dead_at = time.monotonic()
@@ -123,7 +124,8 @@ def test_a_dead_node_is_left_out_and_the_job_finishes_on_the_other(cluster, sif,
 
 def test_scancel_saves_and_leaves_nothing_running(cluster, sif, demo_records, tmp_path):  # noqa: F811
     model, log = tmp_path / "model", tmp_path / "slurm.out"
-    job = _submit(cluster, [], log, DATA=demo_records, MODEL=model, SIF=sif, HVDTRAIN_INJECT_STEP_DELAY=0.5)
+    job = _submit(cluster, [], log, extra=["--log-every-steps", 1], DATA=demo_records, MODEL=model, SIF=sif,
+                  HVDTRAIN_INJECT_STEP_DELAY=1)
     _wait_for_log(log, r"^step 3/20", 600)
     cluster.run(cluster.on_head("scancel", job), timeout=30)
     info = _wait_done(cluster, job, 120)
