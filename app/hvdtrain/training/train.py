@@ -6,7 +6,8 @@ optimizer, and the same start on every rank (rank 0 restores, then ``hvd.broadca
 ``loop``: one step after another (``engine.step``: DistributedGradientTape), while the parts that
 decide when to act own their cadence: ``StepLogger``, ``Checkpointer`` (every K steps or minutes),
 ``Evaluator``, ``Target``, ``BadSteps``, and a stop signal the ranks agree on inside the step.
-``finish``: the last checkpoint, the ``TrainReport``, the final evaluation. Rank 0 alone writes.
+``finish``: the last checkpoint, the ``TrainReport``, the final evaluation. Rank 0 alone writes,
+and records each attempt's start and end (``reporting.attempts``: what a stop or a fault cost).
 """
 from __future__ import annotations
 
