@@ -31,7 +31,7 @@ help:
 	@echo "make image-test  build the image's test stage (smoke test inside the image)"
 	@echo "make sif      convert the image to hvdtrain.sif (installs Apptainer into build/ if none)"
 	@echo "make lint     hadolint on the Dockerfile, ruff on the Python"
-	@echo "make bench    hvdtrain vs the Keras/Horovod baseline, ratio table (~20 min)"
+	@echo "make bench    hvdtrain vs the Keras/Horovod baseline in paired rounds, per image and per FLOP (~45 min)"
 
 install: $(STAMPS)/hvdtrain
 
@@ -224,7 +224,7 @@ lint: $(STAMPS)/lint-tools
 	$(VENV)/bin/ruff check app tests containers bench
 
 # ------------------------------------------------------------------------------ benchmarks
-# hvdtrain vs the Horovod/Keras baseline, interleaved; ratio table + bench/results/<time>.json.
+# hvdtrain vs the Horovod/Keras baseline, paired rounds; ratio table + bench/results/<time>.json.
 bench: install
 	$(PY) bench/bench_suite.py --out bench/results --work build/bench
 	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory cluster-tools && PYTHONPATH=tests $(PY) bench/scaling.py; \

@@ -64,8 +64,8 @@ class ThreadFlags(Validated):
                                          help="Intra-op threads per rank (seed: 22). Default: this "
                                               "rank's cores.")
     num_inter_threads: int | None = flag(None, "--num-inter-threads", "--num_inter_threads", low=1,
-                                         help="Inter-op threads per rank (seed: 2). Default: 2 on "
-                                              ">=8 cores, else 1.")
+                                         help="Inter-op threads per rank (seed: 2). Default: 2, "
+                                              "or 1 on a 1-core rank.")
     kmp_blocktime: int | None = flag(None, "--kmp-blocktime", "--kmp_blocktime", low=0,
                                      help="KMP_BLOCKTIME in ms (seed: 1). Default: $KMP_BLOCKTIME or 1.")
     kmp_affinity: str | None = flag(None, "--kmp-affinity", "--kmp_affinity",
@@ -94,14 +94,16 @@ def decide(intra_op: int | None = None, inter_op: int | None = None,
            kmp_blocktime: int | None = None, kmp_affinity: str | None = None) -> ThreadSettings:
     """Thread settings for this rank: the user's values where given, else the seed's rule.
 
-    The seed ran inter_op=2 and intra_op=cores-2 per worker (22 of 24); on small machines keep
-    at least one intra-op thread and never more inter-op threads than cores.
+    The seed ran inter_op=2 and intra_op=cores-2 per worker (22 of 24). Two inter-op threads pay
+    on small ranks too: they let TensorFlow's own memory-bound ops (ReLU, its gradient, the
+    residual adds: a quarter of a bf16 step) overlap the oneDNN convolutions (bench/NOTES.md,
+    "The bf16 step"); below 8 cores intra_op keeps every core. A 1-core rank gets 1 of each.
     """
     cores = cores_per_rank()
     env_omp = os.environ.get("OMP_NUM_THREADS", "")
     derived = intra_op is None and inter_op is None
     if inter_op is None:
-        inter_op = 2 if cores >= 8 else 1
+        inter_op = 2 if cores >= 2 else 1
     if intra_op is None:
         intra_op = int(env_omp) if env_omp.isdigit() else max(1, cores - (inter_op if cores >= 8 else 0))
     if kmp_blocktime is None:

@@ -24,7 +24,15 @@ def test_small_machine_one_rank_uses_all_cores(clean_env):
     clean_env.setattr(topology, "node_cores", lambda: 2)
     clean_env.setattr(topology.os, "cpu_count", lambda: 2)
     s = topology.decide()
-    assert (s.intra_op, s.inter_op, s.omp_num_threads) == (2, 1, 2)
+    assert (s.intra_op, s.inter_op, s.omp_num_threads) == (2, 2, 2)
+
+
+def test_one_core_rank_gets_one_inter_op_thread(clean_env):
+    clean_env.setattr(topology, "node_cores", lambda: 2)
+    clean_env.setattr(topology.os, "cpu_count", lambda: 2)
+    clean_env.setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "2")
+    s = topology.decide()
+    assert (s.intra_op, s.inter_op, s.omp_num_threads) == (1, 1, 1)
 
 
 def test_rank_bound_by_launcher_uses_its_mask(clean_env):

@@ -109,3 +109,20 @@ def test_plan_with_a_spread_names_its_assumptions_and_the_largest_loss(tmp_path)
     (tmp_path / "x.json").write_text("not json")
     bad = run([*base, "--from-bench", tmp_path / "x.json"])
     assert bad.returncode == 1 and f"--from-bench {tmp_path / 'x.json'}: not a bench JSON" in bad.stderr
+
+
+def test_a_measured_spread_prints_its_band_narrower_with_more_steps(tmp_path):
+    base = ["plan", "--nodes", 256, "--ranks-per-node", 2, "--global-batch", 24576,
+            "--node-images-per-second", 79.1, "--json"]
+    widths = []
+    for steps in (8, 64):
+        times = [0.5 * (1.0 + 0.05 * ((i * 7) % 5 - 2)) for i in range(steps)]  # CV about 0.07
+        (tmp_path / f"b{steps}.json").write_text(json.dumps({"images_per_second": 79.1,
+                                                             "step_seconds": times}))
+        r = json.loads(run([*base, "--from-bench", tmp_path / f"b{steps}.json"], check=True).stdout)
+        u, eff = r["uncertainty"], r["prediction"]["scaling_efficiency"]
+        assert u["low"] <= eff <= u["high"] and u["low"] < u["high"] and u["samples"] == steps
+        widths.append(u["high"] - u["low"])
+    assert widths[1] < widths[0]
+    stated = json.loads(run([*base, "--step-cv", 0.05], check=True).stdout)
+    assert stated["uncertainty"] is None  # a stated spread is an assumption, printed as one
