@@ -114,7 +114,7 @@ def run_suite(quick: bool, out_dir: Path, work: Path, rounds: int = 3, only: tup
     pair("train 2x1 fp32", ["--precision", "fp32"], np=2)
     if bf16:
         pair("train 2x1 bf16", ["--precision", "bf16"], np=2)
-    fp32 = rows[0] if rows else None
+    fp32 = next((r for r in rows if r["row"] == "train 1x2 fp32"), None)
     single("train 1x2 bf32", [*RN50, *timing, "--precision", "bf32"], versus=fp32)
     single("train 1x2 fp32 real input", [*RN50, *timing, "--input", str(records)], versus=fp32,
            target=0.9)

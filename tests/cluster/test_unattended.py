@@ -144,3 +144,23 @@ def test_scancel_saves_and_leaves_nothing_running(cluster, sif, demo_records, tm
     found = checkpoint.latest(model)  # verified: every file's sha256 matches its meta.json
     assert found and found[1]["step"] == rep["last_step"], out[-3000:]
     wait_until(lambda: not stray_processes(cluster), 60, lambda: stray_processes(cluster))
+
+
+def test_a_spent_restart_budget_ends_the_job_at_its_checkpoint(cluster, sif, demo_records, tmp_path):  # noqa: F811
+    """With HVDTRAIN_MAX_RESTARTS=0 a warning signal still saves, but the job is not requeued: it
+    ends with status 75 and says how to continue."""
+    model, log = tmp_path / "model", tmp_path / "slurm.out"
+    job = _submit(cluster, [], log, extra=["--log-every-steps", 1], DATA=demo_records, MODEL=model, SIF=sif,
+                  HVDTRAIN_INJECT_STEP_DELAY=1, HVDTRAIN_MAX_RESTARTS=0)
+    _wait_for_log(log, r"^step 3/20", 600)
+    cluster.run(cluster.on_head("scancel", "--batch", "--signal=USR1", job), timeout=30)
+    info = _wait_done(cluster, job, 300)
+    out = log.read_text()
+    LEDGER.record(out)
+    assert "USR1: asking the ranks to save" in out and "saved (75)" in out, (info, out[-4000:])
+    assert ("the restart budget is spent (0 of HVDTRAIN_MAX_RESTARTS=0): not requeued; resubmit to "
+            "continue from the checkpoint") in out and "scontrol requeue" not in out, out[-4000:]
+    assert info["JobState"] == "FAILED" and info["ExitCode"] == "75:0" and info["Restarts"] == "0", info
+    rep = train_report(model)
+    assert rep["stopped_by"] == "SIGUSR1" and rep["last_step"] < STEPS, rep
+    wait_until(lambda: not stray_processes(cluster), 60, lambda: stray_processes(cluster))
