@@ -28,8 +28,17 @@ class ExportConfig(Validated):
                             "and openvino add a converted copy beside it (pip extras: "
                             "hvdtrain[onnx], hvdtrain[openvino]).")
     precision: str = flag("fp32", "--precision", choices=EXPORT_PRECISIONS,
-                          help="fp32 | bf16 (bfloat16 compute; needs a CPU with bf16 kernels).")
+                          help="fp32 | bf16 (bfloat16 compute; needs a CPU with bf16 kernels; "
+                               "SavedModel only).")
     threads: ThreadFlags = field(default_factory=ThreadFlags)
+
+    def check(self) -> None:
+        if self.precision == "bf16" and self.format != "savedmodel":
+            # measured: tf2onnx writes bf16 Conv inputs ONNX Runtime rejects as an invalid graph;
+            # OpenVINO cannot compile the bf16 casts. An fp32 export converts cleanly.
+            raise ConfigError(f"--precision bf16 --format {self.format}: the {self.format} converter "
+                              "cannot read TensorFlow's bfloat16 graph; export bf16 as a SavedModel, "
+                              f"or fp32 for {self.format}")
 
 
 @dataclass

@@ -8,7 +8,7 @@ import pytest
 
 from hvdtrain.errors import ConfigError
 from hvdtrain.serving import convert, exports
-from hvdtrain.serving.config import PredictConfig
+from hvdtrain.serving.config import ExportConfig, PredictConfig
 from hvdtrain.serving.evaluate import score
 from hvdtrain.serving.predict import image_files
 
@@ -83,3 +83,12 @@ def test_a_missing_extra_is_named_with_how_to_install_it(monkeypatch):
                        match=r"--format onnx needs tf2onnx, onnxruntime.*hvdtrain\[onnx\]"):
         convert.require("onnx")
     convert.require("savedmodel")  # needs nothing beyond TensorFlow
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
+def test_a_bf16_conversion_is_refused_by_name_before_any_work(fmt, tmp_path):
+    cfg = ExportConfig(model_dir=tmp_path / "none", output_dir=tmp_path / "e", format=fmt, precision="bf16")
+    with pytest.raises(ConfigError, match=f"--precision bf16 --format {fmt}: the {fmt} converter"):
+        cfg.check()
+    assert not (tmp_path / "e").exists()
+    ExportConfig(model_dir=tmp_path / "m", output_dir=tmp_path / "e", precision="bf16").check()
